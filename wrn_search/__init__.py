@@ -1,0 +1,26 @@
+"""wrn-search: architecture search over Wide Residual Networks with Ray Tune and Optuna.
+
+Heavy modules (torch, ray) load on first use, so ``wrn-search count`` and
+``wrn-search space`` start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .spec import WRNSpec
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "build_model": "model",
+    "WideResNet": "model",
+}
+
+__all__ = ["WRNSpec", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

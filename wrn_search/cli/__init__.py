@@ -1,0 +1,48 @@
+"""The ``wrn-search`` command line: one module per subcommand, imported only when used.
+
+Each command module defines ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``
+and keeps its heavy imports (torch, ray) inside ``run`` so ``--help`` stays fast.
+Bad input raises :class:`ValueError` (or :class:`FileNotFoundError`); ``main`` turns
+it into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: Subcommand name -> module in this package.
+COMMANDS = {
+    "count": "count",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wrn-search", description="Architecture search over Wide Residual Networks on Ray Tune + Optuna."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"wrn-search {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"wrn-search {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
