@@ -1,0 +1,123 @@
+"""The run directory: its manifest (``run.json``) and its durable append-only logs.
+
+See ``docs/run-directory.md`` for the layout. Everything here is plain files so a
+run can be inspected with ``cat`` and survives a kill of any process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import __version__
+
+FORMAT_VERSION = 1
+MANIFEST = "run.json"
+SPACE_FILE = "space.yaml"
+COMMAND_FILE = "command.txt"
+EPOCH_LOG = "epochs.jsonl"
+TRIAL_LOG = "trials.jsonl"
+SCHEDULER_STATE = "scheduler.json"
+RESULTS_CSV = "results.csv"
+PARETO_CSV = "pareto.csv"
+TUNE_DIR = "tune"
+STUDY_FILE = "study.db"
+
+
+@dataclass
+class RunManifest:
+    """What ``run.json`` holds: enough to reopen the study and the Ray experiment."""
+
+    name: str
+    study_name: str
+    storage: str
+    objectives: list[str]
+    directions: list[str]
+    tune_path: str
+    dataset: str
+    epochs: int
+    samples: int
+    experiment: str = TUNE_DIR
+    format_version: int = FORMAT_VERSION
+    wrn_search_version: str = __version__
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def save(self, run_dir: Path) -> None:
+        write_atomic(Path(run_dir) / MANIFEST, json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RunManifest:
+        """Read ``run.json``; a directory that is not a run, or a run of another format, is a ``ValueError``."""
+        run_dir = Path(run_dir)
+        path = run_dir / MANIFEST
+        if not run_dir.is_dir():
+            raise ValueError(f"run_dir: {str(run_dir)!r} is not a directory")
+        if not path.is_file():
+            raise ValueError(f"run_dir: {str(run_dir)!r} is not a wrn-search run (no {MANIFEST})")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"run_dir: {path} is unreadable ({error})") from None
+        version = data.get("format_version") if isinstance(data, dict) else None
+        if version != FORMAT_VERSION:
+            raise ValueError(
+                f"run_dir: {str(run_dir)!r} has run format {version!r}; this wrn-search {__version__} "
+                f"reads format {FORMAT_VERSION}"
+            )
+        known = {f.name for f in fields(cls)}
+        missing = known - set(data) - {"experiment", "created", "wrn_search_version"}
+        if missing:
+            raise ValueError(f"run_dir: {path} lacks keys {sorted(missing)}")
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file and a rename: readers never see half a file."""
+    path = Path(path)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one JSON line and fsync it, so a kill right after loses nothing already appended."""
+    line = json.dumps(record, default=_jsonable) + "\n"
+    with open(path, "a") as file:
+        file.write(line)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """All complete records of a JSONL log; a line torn by a kill is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)

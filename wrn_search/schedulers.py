@@ -1,0 +1,178 @@
+"""Early stopping: asynchronous successive halving, by error (ASHA) or by Pareto rank (MO-ASHA).
+
+Plain ASHA ranks trials by error alone, so it stops the small networks that form
+the low-parameter end of a Pareto front. :class:`SuccessiveHalving` with
+``pareto=True`` promotes by non-dominated rank of (error, params) among the
+trials that reached the rung, breaking ties by crowding distance, so a small net
+with a worse error survives as long as no bigger net beats it on both.
+
+Rungs sit at ``grace_period * reduction_factor**i`` epochs below the full budget.
+Every trial trains with the learning-rate schedule of its *full* budget, so two
+trials compared at a rung have seen the same schedule up to that epoch.
+
+Ray does not save scheduler state (ray-project/ray#30838): the rungs are written
+to ``scheduler.json`` in the run directory after every change and read back when
+a resumed search first uses the scheduler.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from .rundir import write_atomic
+
+Point = tuple[float, ...]
+
+
+def dominates(a: Point, b: Point) -> bool:
+    """``a`` is no worse than ``b`` in every (minimised) objective and better in one."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def non_dominated_ranks(points: Sequence[Point]) -> list[int]:
+    """Front index of every point (0 = non-dominated), by repeatedly peeling fronts."""
+    ranks = [-1] * len(points)
+    remaining = set(range(len(points)))
+    front_index = 0
+    while remaining:
+        front = {i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining if j != i)}
+        for i in front:
+            ranks[i] = front_index
+        remaining -= front
+        front_index += 1
+    return ranks
+
+
+def crowding_distances(points: Sequence[Point], members: Sequence[int]) -> dict[int, float]:
+    """NSGA-II crowding distance of each member within its front: boundary points get infinity."""
+    distance = {i: 0.0 for i in members}
+    if len(members) <= 2:
+        return {i: math.inf for i in members}
+    for objective in range(len(points[members[0]])):
+        ordered = sorted(members, key=lambda i: points[i][objective])
+        low, high = points[ordered[0]][objective], points[ordered[-1]][objective]
+        distance[ordered[0]] = distance[ordered[-1]] = math.inf
+        if high == low:
+            continue
+        for before, current, after in zip(ordered, ordered[1:], ordered[2:]):
+            distance[current] += (points[after][objective] - points[before][objective]) / (high - low)
+    return distance
+
+
+def promotes(candidate: int, points: Sequence[Point], reduction_factor: float) -> bool:
+    """Whether ``points[candidate]`` is in the best ``ceil(n / reduction_factor)`` of the rung.
+
+    Order: non-dominated rank, then larger crowding distance. Only points strictly
+    better in that order count against the candidate, so ties are all promoted and a
+    rung with a single trial always promotes it. With one objective the rank is the
+    plain order of errors, which is ASHA's rule.
+    """
+    ranks = non_dominated_ranks(points)
+    fronts: dict[int, list[int]] = {}
+    for index, rank in enumerate(ranks):
+        fronts.setdefault(rank, []).append(index)
+    crowding: dict[int, float] = {}
+    for members in fronts.values():
+        crowding.update(crowding_distances(points, members))
+    mine = (ranks[candidate], -crowding[candidate])
+    better = sum(1 for i in range(len(points)) if (ranks[i], -crowding[i]) < mine)
+    return better < max(1, math.ceil(len(points) / reduction_factor))
+
+
+def rung_milestones(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
+    """Epochs at which trials are compared: grace * rf**i, rounded up, below ``max_t``."""
+    milestones = []
+    epoch = float(grace_period)
+    while math.ceil(epoch) < max_t:
+        milestones.append(math.ceil(epoch))
+        epoch *= reduction_factor
+    return sorted(set(milestones))
+
+
+class SuccessiveHalving(FIFOScheduler):
+    """Asynchronous successive halving over epochs (``training_iteration``), one bracket.
+
+    ``objectives`` are minimised result keys: ``["val_error"]`` gives ASHA,
+    ``["val_error", "params"]`` (with ``pareto=True``) gives MO-ASHA.
+    """
+
+    def __init__(
+        self,
+        objectives: Sequence[str],
+        max_t: int,
+        grace_period: int = 1,
+        reduction_factor: float = 3,
+        state_path: str | Path | None = None,
+        time_attr: str = "training_iteration",
+    ):
+        super().__init__()
+        if grace_period < 1 or grace_period > max_t:
+            raise ValueError(f"grace_period: must be in [1, {max_t}] (the epochs), got {grace_period}")
+        if reduction_factor <= 1:
+            raise ValueError(f"reduction_factor: must be > 1, got {reduction_factor}")
+        self.objectives = list(objectives)
+        self.max_t = max_t
+        self.reduction_factor = reduction_factor
+        self.time_attr = time_attr
+        self.milestones = rung_milestones(max_t, grace_period, reduction_factor)
+        self.state_path = str(state_path) if state_path else None
+        self._rungs: dict[str, dict[str, list[float]]] | None = None
+        self.num_stopped = 0
+
+    # Ray asks schedulers to adopt the TuneConfig metric; ours carries its own objectives.
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True
+
+    @property
+    def rungs(self) -> dict[str, dict[str, list[float]]]:
+        """Milestone (as str, for JSON) -> trial id -> objective values recorded there."""
+        if self._rungs is None:
+            self._rungs = {str(m): {} for m in self.milestones}
+            if self.state_path and Path(self.state_path).is_file():
+                saved = json.loads(Path(self.state_path).read_text())
+                for milestone, recorded in saved.get("rungs", {}).items():
+                    self._rungs.setdefault(milestone, {}).update(recorded)
+                self.num_stopped = saved.get("num_stopped", 0)
+        return self._rungs
+
+    def _save(self) -> None:
+        if self.state_path:
+            state = {"objectives": self.objectives, "milestones": self.milestones,
+                     "reduction_factor": self.reduction_factor, "num_stopped": self.num_stopped,
+                     "rungs": self.rungs}
+            write_atomic(Path(self.state_path), json.dumps(state, indent=1))
+
+    def decide(self, trial_id: str, iteration: float, values: Point) -> str:
+        """Record ``values`` at the rung ``iteration`` reached first and say CONTINUE or STOP."""
+        if iteration >= self.max_t:
+            return TrialScheduler.CONTINUE  # the trainable ends by itself at its full budget
+        for milestone in reversed(self.milestones):
+            recorded = self.rungs[str(milestone)]
+            if iteration < milestone:
+                continue
+            if trial_id in recorded:
+                return TrialScheduler.CONTINUE  # decided at this rung already
+            recorded[trial_id] = list(values)
+            ids = list(recorded)
+            keep = promotes(ids.index(trial_id), [tuple(recorded[i]) for i in ids], self.reduction_factor)
+            if not keep:
+                self.num_stopped += 1
+            self._save()
+            return TrialScheduler.CONTINUE if keep else TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if self.time_attr not in result or any(result.get(key) is None for key in self.objectives):
+            return TrialScheduler.CONTINUE
+        values = tuple(float(result[key]) for key in self.objectives)
+        return self.decide(trial.trial_id, result[self.time_attr], values)
+
+    def debug_string(self) -> str:
+        name = "MO-ASHA" if len(self.objectives) > 1 else "ASHA"
+        counts = ", ".join(f"epoch {m}: {len(self.rungs[str(m)])}" for m in self.milestones)
+        return f"Using {name} ({'/'.join(self.objectives)}): stopped {self.num_stopped}; rungs {counts}"
