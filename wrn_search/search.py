@@ -1,0 +1,247 @@
+"""Search orchestration: a search space in, a run directory with a study and results out.
+
+``run_search`` validates everything before it writes anything, creates the run
+directory, and hands Ray Tune a :class:`~wrn_search.searcher.StudySearcher`, a
+scheduler and the function trainable; ``resume_search`` restores all three from
+the run directory after a crash, a kill or a reboot.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import ray
+from ray import tune
+from ray.tune.execution.placement_groups import PlacementGroupFactory
+from ray.tune.schedulers import HyperBandScheduler, MedianStoppingRule, TrialScheduler
+
+from .data import Dataset, dataset_info, load_dataset
+from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_STATE, SPACE_FILE, STUDY_FILE, TUNE_DIR, RunManifest,
+                     append_jsonl)
+from .schedulers import SuccessiveHalving
+from .searcher import StudySearcher, make_sampler, open_storage
+from .space import SearchSpace, load_space
+from .spec import WRNSpec
+from .trainable import train_trial
+
+DEFAULT_STORAGE_PATH = "wrn-runs"
+#: Assumed per-GPU memory for ``gpus_per_trial: auto`` when the driver cannot see a GPU.
+DEFAULT_GPU_MEMORY_BYTES = 16 * 2**30
+#: Retries of a crashed trial (from its last checkpoint) before the study is told FAIL.
+MAX_FAILURES = 2
+EPOCH_KEYS = ("epoch", "train_loss", "val_error", "val_loss", "lr", "images_per_s", "epoch_seconds",
+              "params", "macs", "outcome")
+
+
+class EpochLogger(tune.Callback):
+    """Appends every reported epoch to ``epochs.jsonl`` on the driver, fsynced: the durable curves."""
+
+    def __init__(self, run_dir: str | Path):
+        self.path = str(Path(run_dir) / EPOCH_LOG)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        record = {"trial_id": trial.trial_id, "number": trial.config.get("number"), "name": trial.config.get("name")}
+        record.update({key: result[key] for key in EPOCH_KEYS if key in result})
+        record["time"] = time.time()
+        append_jsonl(Path(self.path), record)
+
+
+class AutoGPUResources:
+    """Per-trial resources for ``gpus_per_trial: auto``: small nets share a GPU, big ones get one.
+
+    The share is the smallest of 1/8, 1/4, 1/2 whose memory holds the cost model's
+    training-memory estimate with 50% headroom (a picklable callable, as Tune requires).
+    """
+
+    SHARES = (0.125, 0.25, 0.5)
+
+    def __init__(self, cpus: float, gpu_memory_bytes: int, dataset: str, batch_size: int):
+        self.cpus = cpus
+        self.gpu_memory_bytes = gpu_memory_bytes
+        self.dataset = dataset
+        self.batch_size = batch_size
+
+    def gpu_share(self, config: dict) -> float:
+        info = dataset_info(self.dataset)
+        need = 1.5 * WRNSpec.parse(config["name"]).train_memory_bytes(
+            info.input_size, config.get("batch_size", self.batch_size), 2, info.num_classes, info.in_channels)
+        return next((share for share in self.SHARES if need <= share * self.gpu_memory_bytes), 1.0)
+
+    def __call__(self, config: dict) -> PlacementGroupFactory:
+        return PlacementGroupFactory([{"CPU": self.cpus, "GPU": self.gpu_share(config)}])
+
+
+def local_gpu_memory() -> int:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).total_memory
+    return DEFAULT_GPU_MEMORY_BYTES
+
+
+def trial_resources(space: SearchSpace):
+    resources = space.resources
+    if resources.gpus_per_trial == "auto":
+        batch_size = space.training.get("batch_size", 128)
+        return AutoGPUResources(resources.cpus_per_trial, local_gpu_memory(), space.dataset.name, batch_size)
+    return {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
+
+
+def make_scheduler(space: SearchSpace, run_dir: Path) -> TrialScheduler | None:
+    search = space.search
+    epochs = full_epochs(space)
+    name = search.scheduler
+    if name in ("moasha", "asha"):
+        objectives = list(search.objectives) if name == "moasha" else ["val_error"]
+        grace = min(search.grace_period, epochs)
+        return SuccessiveHalving(objectives, epochs, grace, search.reduction_factor, run_dir / SCHEDULER_STATE)
+    if name == "hyperband":
+        return HyperBandScheduler(metric="val_error", mode="min", max_t=epochs,
+                                  reduction_factor=search.reduction_factor)
+    if name == "median":
+        return MedianStoppingRule(metric="val_error", mode="min", grace_period=search.grace_period)
+    return None
+
+
+def full_epochs(space: SearchSpace) -> int:
+    return int(space.training.get("epochs", 200))
+
+
+def sample_budget(space: SearchSpace) -> int:
+    """Trials to ask for: ``samples``, capped at the grid size for the grid sampler."""
+    samples = space.search.samples
+    if space.search.sampler == "grid":
+        samples = min(samples, math.prod(len(values) for values in space.grid_axes().values()))
+    return samples
+
+
+def connect_ray(address: str | None) -> bool:
+    """Join ``address`` or start a local Ray; returns whether this call started it (and must stop it)."""
+    if ray.is_initialized():
+        return False
+    kwargs = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False}
+    try:
+        ray.init(address=address or "local", **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"address: cannot join a Ray cluster at {address!r} ({reason}); "
+                         "start one with `ray start --head` or leave out --address") from None
+    return True
+
+
+def build_trainable(space: SearchSpace, dataset: Dataset):
+    trainable = tune.with_parameters(train_trial, dataset=dataset, training=dict(space.training))
+    return tune.with_resources(trainable, trial_resources(space))
+
+
+def load_space_dataset(space: SearchSpace) -> Dataset:
+    section = space.dataset
+    return load_dataset(section.name, root=section.root, download=section.download,
+                        val_fraction=section.val_fraction, seed=space.search.seed)
+
+
+def run_dir_for(name: str, storage_path: str) -> tuple[Path, str]:
+    """The local run directory and Ray's storage location (a URI such as s3://bucket/runs works too)."""
+    if "://" in storage_path:
+        return Path(DEFAULT_STORAGE_PATH).resolve() / name, f"{storage_path.rstrip('/')}/{name}"
+    run_dir = Path(storage_path).expanduser().resolve() / name
+    return run_dir, str(run_dir)
+
+
+def record_command(run_dir: Path, argv: list[str] | None) -> None:
+    line = shlex.join(argv if argv is not None else ["wrn-search", *sys.argv[1:]])
+    with open(run_dir / COMMAND_FILE, "a") as file:
+        file.write(line + "\n")
+
+
+def run_search(
+    space: SearchSpace | str,
+    name: str | None = None,
+    storage_path: str = DEFAULT_STORAGE_PATH,
+    address: str | None = None,
+    study_storage: str | None = None,
+    verbose: int = 1,
+    argv: list[str] | None = None,
+) -> Path:
+    """Run a search and return its run directory. Bad input raises ``ValueError`` before anything is written."""
+    if isinstance(space, str):
+        space = load_space(space)
+    name = name or f"{Path(str(space.source)).stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"name: {name!r} is not a valid run name (no '/', not starting with '.')")
+    run_dir, tune_storage = run_dir_for(name, storage_path)
+    if run_dir.exists():
+        raise FileExistsError(f"run directory {run_dir} exists; continue it with `wrn-search resume {run_dir}`")
+    make_sampler(space)  # fails now, not in Ray, if the sampler cannot be built
+    if study_storage is not None:
+        open_storage(study_storage)
+    dataset = load_space_dataset(space)
+    started_ray = connect_ray(address)
+    try:
+        run_dir.mkdir(parents=True)
+        storage_url = study_storage or f"sqlite:///{run_dir / STUDY_FILE}"
+        manifest = RunManifest(
+            name=name, study_name=f"{name}-{uuid.uuid4().hex[:8]}", storage=storage_url,
+            objectives=list(space.search.objectives), directions=["minimize"] * len(space.search.objectives),
+            tune_path=f"{tune_storage}/{TUNE_DIR}", dataset=space.dataset.name, epochs=full_epochs(space),
+            samples=sample_budget(space),
+        )
+        space.to_yaml(run_dir / SPACE_FILE)
+        manifest.save(run_dir)
+        record_command(run_dir, argv)
+        print(f"wrn-search: run directory {run_dir}", flush=True)
+        searcher = StudySearcher(space, run_dir, manifest.study_name, storage_url, manifest.samples,
+                                 manifest.epochs)
+        tuner = tune.Tuner(
+            build_trainable(space, dataset),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher, scheduler=make_scheduler(space, run_dir), num_samples=-1,
+                max_concurrent_trials=space.search.max_concurrent, reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=TUNE_DIR, storage_path=tune_storage, verbose=verbose,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+                callbacks=[EpochLogger(run_dir)],
+            ),
+        )
+        tuner.fit()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return run_dir
+
+
+def resume_search(run_dir: str | Path, samples: int | None = None, address: str | None = None,
+                  argv: list[str] | None = None) -> Path:
+    """Continue a run: finished trials stay, unfinished ones resume from their last checkpoint."""
+    run_dir = Path(run_dir).expanduser().resolve()
+    manifest = RunManifest.load(run_dir)
+    space = load_space(str(run_dir / SPACE_FILE))
+    if samples is not None:
+        if samples < 1:
+            raise ValueError(f"samples: must be >= 1, got {samples}")
+        manifest.samples = samples
+    if not tune.Tuner.can_restore(manifest.tune_path):
+        raise ValueError(f"run_dir: {run_dir} has no Ray experiment to restore at {manifest.tune_path}")
+    open_storage(manifest.storage)
+    dataset = load_space_dataset(space)
+    started_ray = connect_ray(address)
+    try:
+        manifest.save(run_dir)
+        record_command(run_dir, argv)
+        print(f"wrn-search: resuming {run_dir}", flush=True)
+        tuner = tune.Tuner.restore(manifest.tune_path, build_trainable(space, dataset),
+                                   resume_unfinished=True, resume_errored=True)
+        tuner.fit()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return run_dir
+

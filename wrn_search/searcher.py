@@ -1,0 +1,156 @@
+"""The Optuna side of a search: samplers, study storage, and a searcher that tells the truth.
+
+Ray's ``OptunaSearch`` tells a trial stopped early by the scheduler as COMPLETE
+with its early-epoch error, which poisons the sampler and the Pareto front.
+:class:`StudySearcher` tells it PRUNED, tells diverged and out-of-memory trials
+FAIL, never tells a trial twice, records the outcome in the study's user
+attributes and in ``trials.jsonl``, and stops asking after ``samples`` trials
+(read from ``run.json`` on restore, so ``wrn-search resume --samples`` can raise it).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from .rundir import TRIAL_LOG, RunManifest, append_jsonl
+from .space import SearchSpace
+from .spec import WRNSpec
+
+SAMPLERS = ("tpe", "nsga2", "random", "grid", "gp", "qmc")
+
+
+def make_sampler(space: SearchSpace, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler named by ``space.search.sampler``."""
+    search = space.search
+    seed = search.seed if seed is None else seed
+    name = search.sampler
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+    if name == "nsga2":
+        population = max(4, min(50, search.samples // 4))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        return optuna.samplers.GridSampler(space.grid_axes(), seed=seed)
+    if name in ("gp", "qmc"):
+        try:
+            import scipy  # noqa: F401  (both samplers need it)
+        except ImportError:
+            raise ValueError(f"sampler: {name!r} needs scipy; install it with `pip install scipy`") from None
+        if name == "gp":
+            return optuna.samplers.GPSampler(seed=seed)
+        return optuna.samplers.QMCSampler(seed=seed)
+    raise ValueError(f"sampler: unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage: a SQLAlchemy URL, or a journal file (a path ending in .log or .jsonl)."""
+    try:
+        if "://" not in url and url.endswith((".log", ".jsonl")):
+            from optuna.storages.journal import JournalFileBackend
+
+            return optuna.storages.JournalStorage(JournalFileBackend(url))
+        return optuna.storages.RDBStorage(url)
+    except Exception as error:  # SQLAlchemy raises many kinds; all mean "cannot open"
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"study-storage: cannot open {url!r}: {reason}") from None
+
+
+def spec_attributes(name: str) -> dict:
+    """The spec fields stored on each trial, so optuna-dashboard can slice by them."""
+    spec = WRNSpec.parse(name)
+    return {"depth": spec.depth, "blocks_per_group": spec.blocks_per_group, "widen_factor": spec.widen_factor,
+            "block": spec.block_name, "dropout": spec.dropout}
+
+
+class StudySearcher(OptunaSearch):
+    """``OptunaSearch`` over a :class:`SearchSpace`, with honest trial states and a sample budget."""
+
+    def __init__(self, space: SearchSpace, run_dir: str | Path, study_name: str, storage_url: str,
+                 samples: int, full_epochs: int):
+        objectives = list(space.search.objectives)
+        multi = len(objectives) > 1
+        super().__init__(
+            space=space.suggest,
+            metric=objectives if multi else objectives[0],
+            mode=["min"] * len(objectives) if multi else "min",
+            sampler=make_sampler(space),
+            study_name=study_name,
+            storage=open_storage(storage_url),
+        )
+        self.run_dir = str(run_dir)
+        self.samples = samples
+        self.full_epochs = full_epochs
+
+    @property
+    def study(self) -> optuna.Study:
+        return self._ot_study
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if trial_id not in self._ot_trials and len(self._ot_trials) >= self.samples:
+            return Searcher.FINISHED
+        config = super().suggest(trial_id)
+        trial = self._ot_trials[trial_id]
+        trial.set_user_attr("trial_id", trial_id)
+        for key, value in spec_attributes(config["name"]).items():
+            trial.set_user_attr(key, value)
+        return {**config, "number": trial.number}
+
+    def classify(self, result: dict | None, error: bool) -> tuple[TrialState, str]:
+        """The study state and the outcome word of a finished Tune trial."""
+        if error or not result:
+            return TrialState.FAIL, "error"
+        outcome = result.get("outcome", "completed")
+        if outcome in ("diverged", "out_of_memory"):
+            return TrialState.FAIL, outcome
+        if int(result.get("epoch", 0)) < self.full_epochs:
+            return TrialState.PRUNED, "stopped_early"
+        return TrialState.COMPLETE, "completed"
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        self._completed_trials.add(trial_id)
+        trial = self._ot_trials[trial_id]
+        stored = self.study._storage.get_trial(trial._trial_id)
+        if stored.state.is_finished():
+            return  # told before a driver kill; Tune re-ran it from its last checkpoint
+        state, outcome = self.classify(result, error)
+        epochs = int(result.get("epoch", 0)) if result else 0
+        trial.set_user_attr("outcome", outcome)
+        trial.set_user_attr("epochs", epochs)
+        values = [float(result[key]) for key in self._objectives()] if state == TrialState.COMPLETE else None
+        self.study.tell(trial, values, state=state)
+        append_jsonl(Path(self.run_dir) / TRIAL_LOG, {
+            "trial_id": trial_id, "number": trial.number, "name": stored.user_attrs.get("name"),
+            "state": state.name, "outcome": outcome, "epochs": epochs,
+            "val_error": result.get("val_error") if result else None,
+            "params": stored.user_attrs.get("params"), "macs": stored.user_attrs.get("macs"), "time": time.time(),
+        })
+
+    def _objectives(self) -> list[str]:
+        return self.metric if isinstance(self.metric, list) else [self.metric]
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Restore, re-read the sample budget, and fail trials the study holds RUNNING that Tune never knew."""
+        super().restore(checkpoint_path)
+        self.samples = RunManifest.load(self.run_dir).samples
+        known = {trial.number for trial in self._ot_trials.values()}
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen.number in known:
+                continue
+            self.study._storage.set_trial_user_attr(frozen._trial_id, "outcome", "lost")
+            self.study.tell(frozen.number, state=TrialState.FAIL)
+            append_jsonl(Path(self.run_dir) / TRIAL_LOG, {
+                "trial_id": frozen.user_attrs.get("trial_id"), "number": frozen.number,
+                "name": frozen.user_attrs.get("name"), "state": "FAIL", "outcome": "lost", "epochs": 0,
+                "val_error": None, "params": frozen.user_attrs.get("params"),
+                "macs": frozen.user_attrs.get("macs"), "time": time.time(),
+            })

@@ -1,0 +1,70 @@
+"""The Ray Tune function trainable: one trial = one WRN trained by the training engine.
+
+It reports once per epoch through ``ray.tune.report`` (``ray.train.report`` fails
+inside Tune functions in Ray 2.60) with a checkpoint, so a retried or resumed
+trial continues at its next epoch. The dataset arrives once through Ray's object
+store (``tune.with_parameters``) as read-only uint8 numpy arrays.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ray import tune
+
+from .data import Dataset
+from .spec import WRNSpec
+from .train import Trainer, TrainConfig
+
+CHECKPOINT_FILE = "checkpoint.pt"
+#: Searched training hyperparameters that a trial config may carry.
+TRAINING_KEYS = ("lr", "weight_decay", "batch_size")
+#: Test hook: a path; the first trial to finish epoch 2 creates it and kills its own process.
+CRASH_ONCE_ENV = "WRN_SEARCH_CRASH_ONCE"
+
+
+def trial_train_config(config: dict, training: dict) -> TrainConfig:
+    """The space's training section with the trial's searched hyperparameters on top."""
+    return TrainConfig(**{**training, **{key: config[key] for key in TRAINING_KEYS if key in config}})
+
+
+def _limit_gpu_memory() -> None:
+    """Fractional-GPU trials share a device with no isolation: cap this process at its share."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    gpus = tune.get_context().get_trial_resources().required_resources.get("GPU", 0)
+    if 0 < gpus < 1:
+        torch.cuda.set_per_process_memory_fraction(gpus)
+
+
+def _crash_once_for_tests(epoch: int) -> None:
+    marker = os.environ.get(CRASH_ONCE_ENV)
+    if marker and epoch == 2 and not os.path.exists(marker):
+        Path(marker).write_text("crashed\n")
+        os._exit(17)
+
+
+def train_trial(config: dict, dataset: Dataset, training: dict) -> None:
+    """Train ``config["name"]`` on ``dataset``; resume from Tune's checkpoint if there is one."""
+    _limit_gpu_memory()
+    trainer = Trainer(WRNSpec.parse(config["name"]), dataset, trial_train_config(config, training))
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            trainer.load_checkpoint(Path(directory) / CHECKPOINT_FILE)
+
+    def report(metrics: dict) -> None:
+        _crash_once_for_tests(metrics["epoch"])
+        with tempfile.TemporaryDirectory() as directory:
+            trainer.save_checkpoint(Path(directory) / CHECKPOINT_FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    if trainer.epoch >= trainer.config.epochs:
+        # Finished before a driver kill but not yet recorded by Tune: report the last epoch again.
+        tune.report(trainer.history[-1])
+        return
+    trainer.fit(callback=report)
