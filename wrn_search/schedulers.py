@@ -49,19 +49,23 @@ def non_dominated_ranks(points: Sequence[Point]) -> list[int]:
 
 
 def crowding_distances(points: Sequence[Point], members: Sequence[int]) -> dict[int, float]:
-    """NSGA-II crowding distance of each member within its front: boundary points get infinity."""
-    distance = {i: 0.0 for i in members}
-    if len(members) <= 2:
+    """NSGA-II crowding distance of each member within its front; boundary points get infinity.
+
+    Identical points share one distance, so duplicates tie instead of being ordered by index.
+    """
+    unique = sorted({tuple(points[i]) for i in members})
+    distance = {point: 0.0 for point in unique}
+    if len(unique) <= 2:
         return {i: math.inf for i in members}
-    for objective in range(len(points[members[0]])):
-        ordered = sorted(members, key=lambda i: points[i][objective])
-        low, high = points[ordered[0]][objective], points[ordered[-1]][objective]
+    for objective in range(len(unique[0])):
+        ordered = sorted(unique, key=lambda point: point[objective])
+        low, high = ordered[0][objective], ordered[-1][objective]
         distance[ordered[0]] = distance[ordered[-1]] = math.inf
         if high == low:
             continue
         for before, current, after in zip(ordered, ordered[1:], ordered[2:]):
-            distance[current] += (points[after][objective] - points[before][objective]) / (high - low)
-    return distance
+            distance[current] += (after[objective] - before[objective]) / (high - low)
+    return {i: distance[tuple(points[i])] for i in members}
 
 
 def promotes(candidate: int, points: Sequence[Point], reduction_factor: float) -> bool:

@@ -1,0 +1,89 @@
+"""The successive-halving promotion rule on hand-made rungs, and its persisted state."""
+
+import json
+import math
+
+import pytest
+from ray.tune.schedulers import TrialScheduler
+
+from wrn_search.schedulers import (SuccessiveHalving, crowding_distances, dominates, non_dominated_ranks,
+                                   promotes, rung_milestones)
+
+
+def test_dominance_and_ranks():
+    assert dominates((0.1, 100), (0.2, 100)) and not dominates((0.1, 100), (0.1, 100))
+    points = [(0.10, 1000), (0.20, 100), (0.15, 500), (0.30, 1000), (0.25, 2000)]
+    assert non_dominated_ranks(points) == [0, 0, 0, 1, 1]
+    assert non_dominated_ranks([(0.1, 1), (0.2, 2), (0.3, 3)]) == [0, 1, 2]
+
+
+def test_crowding_gives_boundaries_infinity():
+    points = [(0.1, 300), (0.2, 200), (0.3, 100), (0.25, 110)]
+    distances = crowding_distances(points, [0, 1, 2, 3])
+    assert distances[0] == distances[2] == math.inf
+    assert 0 < distances[3] < distances[1]
+
+
+def test_single_trial_is_promoted():
+    assert promotes(0, [(0.9, 10)], 3)
+
+
+def test_small_net_on_the_front_survives_where_asha_would_stop_it():
+    # Three big accurate nets and one tiny inaccurate one at the rung.
+    points = [(0.05, 1_000_000), (0.06, 900_000), (0.07, 950_000), (0.40, 1_000)]
+    assert promotes(3, points, reduction_factor=2)  # Pareto: the tiny net is on the front, at its boundary
+    errors_only = [(p[0],) for p in points]
+    assert not promotes(3, errors_only, reduction_factor=2)  # ASHA: worst error, stopped
+    assert promotes(0, errors_only, reduction_factor=2)
+
+
+def test_dominated_trial_is_stopped():
+    points = [(0.1, 100), (0.2, 50), (0.3, 200)]
+    assert not promotes(2, points, reduction_factor=3)
+
+
+def test_ties_are_all_promoted():
+    points = [(0.2, 100), (0.2, 100), (0.2, 100), (0.5, 500)]
+    assert all(promotes(i, points, reduction_factor=3) for i in range(3))
+    assert not promotes(3, points, reduction_factor=3)
+
+
+def test_reduction_factor_sets_the_kept_fraction():
+    errors = [(e,) for e in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)]
+    kept = [i for i in range(6) if promotes(i, errors, reduction_factor=3)]
+    assert kept == [0, 1]
+    kept = [i for i in range(6) if promotes(i, errors, reduction_factor=2)]
+    assert kept == [0, 1, 2]
+
+
+def test_milestones():
+    assert rung_milestones(10, 1, 3) == [1, 3, 9]
+    assert rung_milestones(9, 1, 3) == [1, 3]
+    assert rung_milestones(8, 2, 2) == [2, 4]
+    assert rung_milestones(1, 1, 3) == []
+
+
+def test_asynchronous_decisions_and_persistence(tmp_path):
+    state = tmp_path / "scheduler.json"
+    scheduler = SuccessiveHalving(["val_error", "params"], max_t=9, grace_period=1, reduction_factor=3,
+                                  state_path=state)
+    assert scheduler.decide("a", 1, (0.5, 1000)) == TrialScheduler.CONTINUE  # first at the rung
+    assert scheduler.decide("b", 1, (0.4, 900)) == TrialScheduler.CONTINUE   # dominates a
+    assert scheduler.decide("c", 1, (0.6, 2000)) == TrialScheduler.STOP      # dominated by both
+    assert scheduler.decide("a", 2, (0.45, 1000)) == TrialScheduler.CONTINUE  # between rungs
+    assert scheduler.decide("b", 9, (0.1, 900)) == TrialScheduler.CONTINUE   # full budget
+    saved = json.loads(state.read_text())
+    assert saved["rungs"]["1"] == {"a": [0.5, 1000], "b": [0.4, 900], "c": [0.6, 2000]}
+    assert saved["num_stopped"] == 1
+
+    restored = SuccessiveHalving(["val_error", "params"], max_t=9, grace_period=1, reduction_factor=3,
+                                 state_path=state)
+    assert restored.rungs["1"] == saved["rungs"]["1"]
+    assert restored.decide("c", 1, (0.6, 2000)) == TrialScheduler.CONTINUE  # decided before the restore
+    assert restored.decide("d", 1, (0.7, 5000)) == TrialScheduler.STOP  # compared with the saved rung
+
+
+@pytest.mark.parametrize("kwargs", [{"grace_period": 0}, {"grace_period": 20}, {"reduction_factor": 1}])
+def test_bad_scheduler_settings(kwargs):
+    with pytest.raises(ValueError):
+        SuccessiveHalving(["val_error"], max_t=10, **{"grace_period": 1, "reduction_factor": 3, **kwargs})
