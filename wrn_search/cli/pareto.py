@@ -1,0 +1,45 @@
+"""``wrn-search pareto``: the Pareto set of a run, as a table, CSV or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "print the Pareto front (val error vs params or MACs) of a run directory"
+
+#: Columns shown and exported, in order.
+FRONT_COLUMNS = ["number", "trial_id", "name", "params", "macs", "val_error", "epochs", "state", "outcome"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds run.json)")
+    parser.add_argument("--x", choices=["params", "macs"], default=None,
+                        help="cost traded against val error (default: the study's own objectives)")
+    parser.add_argument("--csv", metavar="FILE", help="also write the front to FILE as CSV")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of rows instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..pareto import hypervolume, pareto_front, reference_point
+    from ..results import load_run, read_run_info
+
+    info = read_run_info(args.run_dir)
+    frame = load_run(info.run_dir)
+    objectives = ["val_error", args.x] if args.x else list(info.objectives)
+    front = pareto_front(frame, objectives)
+    if args.csv:
+        front.to_csv(args.csv, index=False)
+    rows = front[FRONT_COLUMNS]
+    if args.json:
+        print(json.dumps(json.loads(rows.to_json(orient="records")), indent=1))
+        return 0
+    reference = reference_point(frame, objectives)
+    volume = hypervolume(front[objectives].to_numpy(dtype=float), reference)
+    print(f"{'#':>4} {'name':<28} {'params':>12} {'MACs':>14} {'val error':>9} {'epochs':>6}  trial id")
+    for row in rows.itertuples(index=False):
+        print(f"{row.number:>4} {row.name:<28} {row.params:>12,} {row.macs:>14,} {row.val_error:>9.4f} "
+              f"{row.epochs:>6}  {row.trial_id}")
+    early = int((frame["state"] == "PRUNED").sum())
+    print(f"{len(front)} of {len(frame)} trials on the front ({early} stopped early, not eligible); "
+          f"hypervolume {volume:.6g} w.r.t. reference ({', '.join(f'{o}={r:g}' for o, r in zip(objectives, reference))})")
+    return 0

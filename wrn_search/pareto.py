@@ -1,0 +1,107 @@
+"""Pareto fronts and hypervolume over minimised columns of the trial table.
+
+Dominance follows Optuna's ``study.best_trials``: a trial dominates another if
+it is no worse in every objective and better in one; only COMPLETE, feasible
+trials compete; exact duplicates of a non-dominated point are all on the front.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+#: Worst value of a bounded objective, used as its hypervolume reference.
+BOUNDED_REFERENCE = {"val_error": 1.0}
+#: Unbounded objectives (params, MACs) are referenced at this factor times their largest value in the run.
+COST_REFERENCE_FACTOR = 1.1
+
+
+def non_dominated(points: np.ndarray) -> np.ndarray:
+    """Mask of the rows of ``points`` (n x d, minimised) that no other row dominates."""
+    points = np.asarray(points, dtype=float)
+    mask = np.ones(len(points), dtype=bool)
+    for i, point in enumerate(points):
+        mask[i] = not np.any(np.all(points <= point, axis=1) & np.any(points < point, axis=1))
+    return mask
+
+
+def candidates(frame: pd.DataFrame, columns: Sequence[str], include_early_stopped: bool = False) -> pd.DataFrame:
+    """Trials eligible for the front: COMPLETE (plus PRUNED if asked), feasible, with all ``columns`` known."""
+    states = ["COMPLETE", "PRUNED"] if include_early_stopped else ["COMPLETE"]
+    values = frame[list(columns)].apply(pd.to_numeric, errors="coerce")
+    keep = frame["state"].isin(states) & frame["feasible"].astype(bool) & values.notna().all(axis=1)
+    return frame[keep]
+
+
+def pareto_front(
+    frame: pd.DataFrame, columns: Sequence[str] = ("val_error", "params"), include_early_stopped: bool = False
+) -> pd.DataFrame:
+    """Non-dominated trials of ``frame`` over ``columns``, sorted by the last column then the first.
+
+    By default only trials trained to the full budget (state COMPLETE) compete,
+    so the front equals ``study.best_trials`` when ``columns`` are the study's objectives.
+    """
+    columns = list(columns)
+    pool = candidates(frame, columns, include_early_stopped)
+    front = pool[non_dominated(pool[columns].to_numpy(dtype=float))]
+    return front.sort_values(columns[::-1] + ["number"], kind="stable").reset_index(drop=True)
+
+
+def reference_point(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[float, ...]:
+    """1.0 for the error; 1.1 x the largest value in the run for a cost, so every trial counts."""
+    return tuple(
+        BOUNDED_REFERENCE.get(column, COST_REFERENCE_FACTOR * float(pd.to_numeric(frame[column]).max()))
+        for column in columns
+    )
+
+
+def hypervolume(points: np.ndarray, reference: Sequence[float]) -> float:
+    """Exact volume dominated by ``points`` (minimised) and bounded by ``reference``; 1 to 3 objectives."""
+    reference = np.asarray(reference, dtype=float)
+    points = np.asarray(points, dtype=float).reshape(-1, len(reference))
+    points = points[np.all(points < reference, axis=1)]
+    if len(points) == 0:
+        return 0.0
+    if len(reference) == 1:
+        return float(reference[0] - points.min())
+    if len(reference) == 2:
+        return _hypervolume_2d(points, reference)
+    if len(reference) == 3:
+        # Slices between successive values of the third objective, each a 2-D problem.
+        points = points[np.argsort(points[:, 2], kind="stable")]
+        tops = np.append(points[1:, 2], reference[2])
+        return float(sum(_hypervolume_2d(points[: i + 1, :2], reference[:2]) * (tops[i] - points[i, 2])
+                         for i in range(len(points))))
+    raise ValueError(f"hypervolume: supports 1 to 3 objectives, got {len(reference)}")
+
+
+def _hypervolume_2d(points: np.ndarray, reference: np.ndarray) -> float:
+    """Sweep along x: each point's strip reaches the next x, as high as the best y seen so far."""
+    points = points[np.lexsort((points[:, 1], points[:, 0]))]
+    widths = np.diff(np.append(points[:, 0], reference[0]))
+    heights = reference[1] - np.minimum.accumulate(points[:, 1])
+    return float(np.sum(widths * heights))
+
+
+def hypervolume_history(
+    frame: pd.DataFrame, columns: Sequence[str], reference: Sequence[float] | None = None
+) -> pd.DataFrame:
+    """Hypervolume and best error after each COMPLETE, feasible trial, in order of finishing.
+
+    ``hypervolume_fraction`` divides by the reference box's volume (the ideal point at 0 gives 1).
+    """
+    columns = list(columns)
+    reference = reference_point(frame, columns) if reference is None else tuple(reference)
+    pool = candidates(frame, columns).sort_values(["finished", "number"], kind="stable")
+    points = pool[columns].to_numpy(dtype=float)
+    volumes = [hypervolume(points[: i + 1], reference) for i in range(len(points))]
+    return pd.DataFrame({
+        "number": pool["number"].to_numpy(),
+        "name": pool["name"].to_numpy(),
+        "elapsed_seconds": pool["elapsed_seconds"].to_numpy(dtype=float),
+        "hypervolume": volumes,
+        "hypervolume_fraction": np.asarray(volumes) / float(np.prod(reference)) if len(volumes) else [],
+        "best_val_error": pool["val_error"].astype(float).cummin().to_numpy(),
+    })

@@ -1,0 +1,183 @@
+"""Trial table and learning curves of a run directory (see docs/run-directory.md).
+
+The study is the truth for states and objective values; ``epochs.jsonl`` adds
+the curves, epochs trained and time. Ray's own result files are never read:
+a killed driver can leave them truncated. Works on a finished run, a running
+one and one resumed after a kill (repeated epochs, a torn last line).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+#: Leading columns of :func:`load_run`; user attributes the search adds follow them.
+COLUMNS = [
+    "number", "trial_id", "name", "depth", "blocks_per_group", "widen_factor", "block", "dropout",
+    "params", "macs", "val_error", "epochs", "state", "outcome", "feasible",
+    "wall_seconds", "started", "finished", "elapsed_seconds",
+]
+
+#: Counts, held as nullable integers (a running trial may not know its cost yet).
+INTEGER_COLUMNS = ["number", "depth", "blocks_per_group", "params", "macs", "epochs"]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What ``run.json`` says about a run, with its directory."""
+
+    run_dir: Path
+    name: str
+    study_name: str
+    storage: str
+    objectives: tuple[str, ...]
+    directions: tuple[str, ...]
+    tune_path: Path
+    dataset: str
+    epochs: int
+    created: float
+
+    @property
+    def cost_objective(self) -> str:
+        """The cost the study trades error against (``params`` unless the study minimises ``macs``)."""
+        return next((name for name in self.objectives if name in ("params", "macs")), "params")
+
+
+def read_run_info(run_dir: str | Path) -> RunInfo:
+    """Read ``run.json``; a missing file is a ``FileNotFoundError`` naming the directory."""
+    run_dir = Path(run_dir).resolve()
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a run directory (no run.json)")
+    data = json.loads(path.read_text())
+    return RunInfo(
+        run_dir=run_dir,
+        name=data["name"],
+        study_name=data["study_name"],
+        storage=_local_storage(data["storage"], run_dir),
+        objectives=tuple(data["objectives"]),
+        directions=tuple(data["directions"]),
+        tune_path=Path(data.get("tune_path") or run_dir / "tune"),
+        dataset=data["dataset"],
+        epochs=int(data.get("epochs", 0)),
+        created=datetime.fromisoformat(data["created"]).timestamp(),
+    )
+
+
+def _local_storage(storage: str, run_dir: Path) -> str:
+    """The run's own ``study.db`` when the recorded SQLite path is gone (the run was moved or copied)."""
+    prefix = "sqlite:///"
+    if storage.startswith(prefix) and not Path(storage[len(prefix):]).exists() and (run_dir / "study.db").exists():
+        return prefix + str(run_dir / "study.db")
+    return storage
+
+
+def open_study(info: RunInfo):
+    """Load the run's study read-only in spirit; a storage without ``://`` is a JournalFileBackend log."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = info.storage
+    if "://" not in storage:
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        storage = JournalStorage(JournalFileBackend(storage))
+    return optuna.load_study(study_name=info.study_name, storage=storage)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """JSON objects of a log that a kill may have torn: unreadable lines are skipped, not fatal."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def load_curves(run_dir: str | Path) -> pd.DataFrame:
+    """Per-epoch rows of ``epochs.jsonl``, one per (number, epoch), sorted.
+
+    A trial re-run after a kill repeats epochs; a later line supersedes every
+    earlier line of that trial at the same or a later epoch, so the curve is
+    the latest attempt's (a restart from epoch 1 discards the whole old curve).
+    """
+    records = [r for r in read_jsonl(Path(run_dir) / "epochs.jsonl") if "number" in r and "epoch" in r]
+    frame = pd.DataFrame.from_records(records)
+    if frame.empty:
+        return pd.DataFrame(columns=["number", "trial_id", "name", "epoch", "val_error", "epoch_seconds", "time"])
+    # Line i survives iff every later line of its trial is at a later epoch.
+    later_min = (
+        frame[::-1].groupby("number")["epoch"].transform(lambda epochs: epochs.cummin().shift(1))[::-1]
+    )
+    frame = frame[later_min.isna() | (frame["epoch"] < later_min)]
+    return frame.sort_values(["number", "epoch"], kind="stable").reset_index(drop=True)
+
+
+def load_run(run_dir: str | Path) -> pd.DataFrame:
+    """One row per trial of the study: spec fields, cost, val error, epochs, state, outcome, time."""
+    info = read_run_info(run_dir)
+    study = open_study(info)
+    curves = load_curves(info.run_dir)
+    last_epochs = curves.groupby("number").tail(1).set_index("number") if len(curves) else curves
+    ends = {r["number"]: r for r in read_jsonl(info.run_dir / "trials.jsonl") if "number" in r}
+    seconds = curves.groupby("number")["epoch_seconds"].sum() if "epoch_seconds" in curves else pd.Series()
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        last = last_epochs.loc[trial.number].to_dict() if trial.number in last_epochs.index else {}
+        end = ends.get(trial.number, {})
+        row = {**{k: v for k, v in end.items() if k not in ("time", "state")}, **trial.user_attrs}
+        if trial.values is not None:
+            row.update(zip(info.objectives, trial.values))
+        for key in ("trial_id", "name", "params", "macs", "val_error"):
+            if _missing(row.get(key)):
+                row[key] = last.get(key, math.nan)
+        row["number"] = trial.number
+        row["state"] = trial.state.name
+        if trial.state.name in ("RUNNING", "WAITING"):
+            row["outcome"] = trial.state.name.lower()
+        row["epochs"] = int(last["epoch"]) if last else row.get("epochs", 0)
+        row["feasible"] = all(c <= 0 for c in trial.constraints.values())
+        row["wall_seconds"] = float(seconds.get(trial.number, 0.0))
+        row["started"] = _timestamp(trial.datetime_start)
+        row["finished"] = _timestamp(trial.datetime_complete)
+        row["elapsed_seconds"] = row["finished"] - info.created
+        rows.append(row)
+    frame = pd.DataFrame.from_records(rows)
+    for column in COLUMNS:
+        if column not in frame:
+            frame[column] = pd.Series(dtype=object if column in ("trial_id", "name", "block", "outcome") else float)
+    for column in INTEGER_COLUMNS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").round().astype("Int64")
+    return frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
+
+
+def write_results(run_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``results.csv`` (every trial) and ``pareto.csv`` (``study.best_trials``); return their paths."""
+    from .pareto import pareto_front
+
+    info = read_run_info(run_dir)
+    frame = load_run(info.run_dir)
+    paths = info.run_dir / "results.csv", info.run_dir / "pareto.csv"
+    frame.to_csv(paths[0], index=False)
+    pareto_front(frame, info.objectives).to_csv(paths[1], index=False)
+    return paths
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _timestamp(moment: datetime | None) -> float:
+    """Unix time of Optuna's naive local datetimes."""
+    return moment.timestamp() if moment is not None else math.nan
