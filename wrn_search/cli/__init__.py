@@ -15,6 +15,7 @@ import sys
 #: Subcommand name -> module in this package.
 COMMANDS = {
     "count": "count",
+    "space": "space",
 }
 
 

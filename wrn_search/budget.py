@@ -1,0 +1,135 @@
+"""Parameter and MAC budgets, and the widen factors that meet them, solved in closed form.
+
+For a fixed block type and blocks per group N, the cost model is a quadratic in
+the widen factor k once channel counts are left unrounded. :func:`width_span`
+solves that quadratic for the budget's bounds and then moves each root to the
+exact boundary on the grid of allowed k with exact cost-model checks (rounded
+channels make the quadratic approximate for fractional k). The search space
+offers the sampler only that span, so no trial is spent on an over-budget net
+and nothing is rejection-sampled.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .data import DatasetInfo
+from .spec import BASE_WIDTHS, count_macs, count_params, group_widths
+
+#: A cost measure: (blocks per group, group widths, kernels) -> parameters or MACs.
+Measure = Callable[[int, tuple, tuple], float]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Bounds on a net's parameters and per-image MACs; ``None`` leaves a bound open. Bounds are inclusive."""
+
+    max_params: int | None = None
+    min_params: int | None = None
+    max_macs: int | None = None
+
+    def admits(self, params: int, macs: int) -> bool:
+        return (
+            (self.max_params is None or params <= self.max_params)
+            and (self.min_params is None or params >= self.min_params)
+            and (self.max_macs is None or macs <= self.max_macs)
+        )
+
+    def describe(self) -> str:
+        bounds = [f"{key}={value:,}" for key, value in vars(self).items() if value is not None]
+        return ", ".join(bounds) or "none"
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """The closed-form cost model at one dataset's class count, input channels and input size."""
+
+    num_classes: int
+    in_channels: int
+    input_size: tuple[int, int]
+
+    @classmethod
+    def for_dataset(cls, info: DatasetInfo) -> CostModel:
+        return cls(info.num_classes, info.in_channels, info.input_size)
+
+    def params(self, n: int, widths: tuple, kernels: tuple[int, ...]) -> float:
+        return count_params(n, widths, kernels, self.num_classes, self.in_channels)
+
+    def macs(self, n: int, widths: tuple, kernels: tuple[int, ...]) -> float:
+        return count_macs(n, widths, kernels, *self.input_size, self.num_classes, self.in_channels)
+
+    def cost(self, n: int, widen_factor: float, kernels: tuple[int, ...]) -> tuple[int, int]:
+        """Exact (params, MACs) of ``WRNSpec(n, widen_factor, kernels)``."""
+        widths = group_widths(widen_factor)
+        return int(self.params(n, widths, kernels)), int(self.macs(n, widths, kernels))
+
+
+def width_span(
+    model: CostModel, budget: Budget, n: int, kernels: tuple[int, ...], widths: Sequence[float]
+) -> tuple[int, int] | None:
+    """Indices ``(lo, hi)`` into the sorted ``widths`` whose nets all meet ``budget``; ``None`` if none does.
+
+    Parameters and MACs grow with k, so the feasible widths are one run of the grid.
+    The exception: below k = 1 the group-1 shortcut disappears as round(16k) reaches
+    16, which can lower the count by up to 240 parameters for blocks made of 1x1
+    convolutions. A span reaching below k = 1 is therefore checked point by point.
+    """
+    hi = len(widths) - 1
+    for measure, limit in ((model.params, budget.max_params), (model.macs, budget.max_macs)):
+        if limit is not None:
+            hi = min(hi, _largest_within(measure, limit, n, kernels, widths))
+    lo = 0
+    if budget.min_params is not None:
+        lo = _largest_within(model.params, budget.min_params - 1, n, kernels, widths) + 1
+    if lo > hi:
+        return None
+    if widths[lo] >= 1:
+        return lo, hi
+    return _longest_run([budget.admits(*model.cost(n, widths[i], kernels)) for i in range(lo, hi + 1)], lo)
+
+
+def _largest_within(measure: Measure, limit: float, n: int, kernels: tuple[int, ...], widths: Sequence[float]) -> int:
+    """Index of the largest width whose exact cost is <= ``limit``, -1 if none: quadratic root, then exact steps."""
+
+    def fits(index: int) -> bool:
+        return measure(n, group_widths(widths[index]), kernels) <= limit
+
+    root = _quadratic_root(lambda k: measure(n, tuple(base * k for base in BASE_WIDTHS), kernels), limit)
+    index = bisect.bisect_right(widths, root) - 1
+    while index >= 0 and not fits(index):
+        index -= 1
+    while index + 1 < len(widths) and fits(index + 1):
+        index += 1
+    return index
+
+
+def _quadratic_root(cost: Callable[[float], float], limit: float) -> float:
+    """Largest k with ``a k^2 + b k + c = limit``, the quadratic through cost(0), cost(2), cost(4).
+
+    Unrounded widths make the cost model exactly this quadratic for every k != 1
+    (at k = 1 group 1 needs no 1x1 shortcut); ``-inf`` when even k = 0 is over.
+    """
+    c, at2, at4 = cost(0.0), cost(2.0), cost(4.0)
+    a = (at4 - 2 * at2 + c) / 8
+    b = (at2 - c) / 2 - 2 * a
+    discriminant = b * b - 4 * a * (c - limit)
+    if c > limit or discriminant < 0:
+        return -math.inf
+    return (-b + math.sqrt(discriminant)) / (2 * a)
+
+
+def _longest_run(flags: list[bool], offset: int) -> tuple[int, int] | None:
+    """``(start, end)`` (plus ``offset``) of the longest run of True in ``flags``."""
+    best: tuple[int, int] | None = None
+    start = None
+    for index, flag in enumerate([*flags, False]):
+        if flag and start is None:
+            start = index
+        elif not flag and start is not None:
+            if best is None or index - start > best[1] - best[0] + 1:
+                best = (start, index - 1)
+            start = None
+    return None if best is None else (best[0] + offset, best[1] + offset)

@@ -1,0 +1,615 @@
+"""Search spaces: YAML files that say which WRNs to sample, under which budget, on which data, trained how.
+
+:func:`load_space` reads one (a path, or the name of a ready space shipped in
+``wrn_search.search_spaces``) and validates every key; :meth:`SearchSpace.suggest`
+is the Optuna define-by-run function. The budget is applied when the space is
+loaded: block types, blocks per group and widen factors that cannot meet it are
+never offered to the sampler (see :mod:`wrn_search.budget`). The format is
+documented in docs/search-spaces.md. No torch or ray here, so ``wrn-search space``
+starts fast.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .budget import Budget, CostModel, width_span
+from .data import dataset_info
+from .spec import WRNSpec, format_block, parse_block, valid_depths_near
+
+#: Fields of ``wrn_search.train.TrainConfig``, mirrored so loading a space does not import torch.
+TRAIN_KEYS = (
+    "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule", "milestones", "gamma",
+    "label_smoothing", "augment", "precision", "channels_last", "compile", "device", "seed",
+)
+OBJECTIVES = ("val_error", "params", "macs")
+SAMPLERS = ("tpe", "nsga2", "random", "grid", "gp", "qmc")
+SCHEDULERS = ("moasha", "asha", "hyperband", "median", "none")
+ARCHITECTURE_DIMENSIONS = ("depth", "blocks_per_group", "widen_factor", "block_types")
+#: Searched hyperparameters besides the architecture; all but dropout are TrainConfig fields.
+HYPERPARAMETERS = ("dropout", "lr", "weight_decay", "batch_size")
+SECTIONS = ("dimensions", "architectures", "dataset", "training", "budget", "search", "resources")
+#: More allowed widen factors than this is a typo in a step, not a search space.
+MAX_GRID = 100_000
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A searched hyperparameter: ``choices``, or the range ``low..high`` (discrete with ``step`` or ``integer``)."""
+
+    choices: tuple = ()
+    low: float = 0.0
+    high: float = 0.0
+    step: float | None = None
+    log: bool = False
+    integer: bool = False
+
+    @property
+    def continuous(self) -> bool:
+        return not self.choices and not self.integer and self.step is None
+
+    def grid(self) -> list:
+        """Every value of a discrete axis."""
+        if self.choices:
+            return list(self.choices)
+        if self.integer:
+            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        return _arange(self.low, self.high, self.step, "")
+
+    def suggest(self, trial, name: str) -> Any:
+        if self.choices:
+            return trial.suggest_categorical(name, list(self.choices))
+        if self.integer:
+            return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+        value = trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
+        return round(value, 10) if self.step else value
+
+    def to_yaml(self) -> Any:
+        if self.choices:
+            return list(self.choices)
+        return {"min": self.low, "max": self.high, **({"step": self.step} if self.step else {}),
+                **({"log": True} if self.log else {})}
+
+
+@dataclass(frozen=True)
+class BlockOption:
+    """One feasible block type with its feasible N, each with the span of ``widths`` indices that fits the budget."""
+
+    kernels: tuple[int, ...]
+    spans: tuple[tuple[int, int, int], ...]  # (N, lo, hi)
+
+    @property
+    def name(self) -> str:
+        return format_block(self.kernels)
+
+    @property
+    def blocks_per_group(self) -> tuple[int, ...]:
+        return tuple(n for n, _, _ in self.spans)
+
+    def span(self, n: int) -> tuple[int, int]:
+        return next((lo, hi) for m, lo, hi in self.spans if m == n)
+
+
+@dataclass(frozen=True)
+class DatasetSection:
+    name: str = "cifar10"
+    root: str | None = None
+    download: bool = False
+    val_fraction: float = 0.1
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    objectives: tuple[str, ...] = ("val_error", "params")
+    sampler: str = "tpe"
+    #: Resolved on load: "moasha" with several objectives, "asha" with one.
+    scheduler: str | None = None
+    samples: int = 32
+    max_concurrent: int = 2
+    seed: int = 0
+    grace_period: int = 1
+    reduction_factor: float = 3
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus_per_trial: float = 1
+    #: A number (fractions share a GPU) or "auto": one GPU per trial when CUDA is present.
+    gpus_per_trial: float | str = 0
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated search space; build one with :func:`load_space`.
+
+    The architecture part is either a product of dimensions (``blocks`` and
+    ``widths`` hold its feasible part) or a list of named nets (``listed``).
+    """
+
+    dimensions: dict
+    listed: tuple[WRNSpec, ...] | None
+    blocks: tuple[BlockOption, ...]
+    widths: tuple[float, ...]
+    hyperparameters: dict[str, Axis]
+    dataset: DatasetSection
+    training: dict
+    budget: Budget
+    search: SearchSettings
+    resources: Resources
+    source: str = field(default="", compare=False)
+
+    # -- sampling -------------------------------------------------------------
+
+    def suggest(self, trial) -> dict:
+        """Draw one feasible config in ``trial`` (an ``optuna.Trial``); define-by-run, picklable with the space.
+
+        Returns the WRN ``name``, its structure, ``params`` and ``macs`` at the
+        dataset's input size, and the searched hyperparameters under their
+        TrainConfig names; ``name``, ``params`` and ``macs`` are also set as the
+        trial's user attributes. With the grid sampler the parameters are exactly
+        the keys of :meth:`grid_axes`.
+        """
+        if self.listed is not None or self.search.sampler == "grid":
+            spec = WRNSpec.parse(trial.suggest_categorical("architecture", [s.name for s in self.architectures()]))
+        else:
+            spec = self._suggest_structure(trial)
+        grid = self.search.sampler == "grid"
+        values = {name: trial.suggest_categorical(name, axis.grid()) if grid else axis.suggest(trial, name)
+                  for name, axis in self.hyperparameters.items()}
+        if "dropout" in values:
+            spec = replace(spec, dropout=values.pop("dropout"))
+        params, macs = self.cost(spec)
+        for key, value in (("name", spec.name), ("params", params), ("macs", macs)):
+            trial.set_user_attr(key, value)
+        return {
+            "name": spec.name,
+            "depth": spec.depth,
+            "blocks_per_group": spec.blocks_per_group,
+            "widen_factor": spec.widen_factor,
+            "block_type": spec.block_name,
+            "dropout": spec.dropout,
+            "params": params,
+            "macs": macs,
+            **values,
+        }
+
+    def _suggest_structure(self, trial) -> WRNSpec:
+        """Block type, then N among those that fit with that block, then k within the span that fits."""
+        block_name = trial.suggest_categorical("block_type", [block.name for block in self.blocks])
+        block = next(block for block in self.blocks if block.name == block_name)
+        # Categorical choices must not change between trials: one N parameter per block type when they differ.
+        shared = len({b.blocks_per_group for b in self.blocks}) == 1
+        n = trial.suggest_categorical("blocks_per_group" if shared else f"blocks_per_group_{block_name}",
+                                      list(block.blocks_per_group))
+        lo, hi = block.span(n)
+        step = self._width_step()
+        if step:
+            widen = trial.suggest_int("widen_factor", int(self.widths[lo]), int(self.widths[hi]), step=step)
+        else:
+            widen = self.widths[trial.suggest_int("widen_factor_index", lo, hi)]
+        return WRNSpec(n, widen, block.kernels)
+
+    def _width_step(self) -> int:
+        """The step of an evenly spaced integer k grid (offered as k itself), else 0 (offered by index)."""
+        steps = {b - a for a, b in zip(self.widths, self.widths[1:])}
+        if all(float(k).is_integer() for k in self.widths) and len(steps) <= 1:
+            return int(next(iter(steps), 1))
+        return 0
+
+    # -- enumeration ------------------------------------------------------------
+
+    def architectures(self) -> Iterator[WRNSpec]:
+        """Every feasible architecture (dropout as listed, else 0), smallest N and k first per block type."""
+        if self.listed is not None:
+            yield from self.listed
+            return
+        for block in self.blocks:
+            for n, lo, hi in block.spans:
+                for widen in self.widths[lo:hi + 1]:
+                    yield WRNSpec(n, widen, block.kernels)
+
+    @property
+    def feasible_count(self) -> int:
+        """Number of feasible architectures (k is always discrete, so this is finite)."""
+        if self.listed is not None:
+            return len(self.listed)
+        return sum(hi - lo + 1 for block in self.blocks for _, lo, hi in block.spans)
+
+    @property
+    def continuous(self) -> tuple[str, ...]:
+        """Names of the searched hyperparameters drawn from a continuous range."""
+        return tuple(name for name, axis in self.hyperparameters.items() if axis.continuous)
+
+    def grid_axes(self) -> dict[str, list]:
+        """Axes for ``optuna.samplers.GridSampler``: every feasible architecture name, then each hyperparameter."""
+        if self.continuous:
+            raise ValueError(f"{self.source}: no grid: {', '.join(self.continuous)} continuous; give choices or a step")
+        return {"architecture": [spec.name for spec in self.architectures()],
+                **{name: axis.grid() for name, axis in self.hyperparameters.items()}}
+
+    def cost(self, spec: WRNSpec) -> tuple[int, int]:
+        """(params, MACs per image) of ``spec`` on this space's dataset."""
+        return CostModel.for_dataset(dataset_info(self.dataset.name)).cost(
+            spec.blocks_per_group, spec.widen_factor, spec.kernels)
+
+    # -- writing ----------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """The resolved space (defaults filled in) as plain YAML data; ``parse_space`` reads it back."""
+        architecture = ({"architectures": [spec.name for spec in self.listed]} if self.listed is not None else {})
+        dimensions = {**self.dimensions, **{name: axis.to_yaml() for name, axis in self.hyperparameters.items()}}
+        return _plain({
+            **({"dimensions": dimensions} if dimensions else {}),
+            **architecture,
+            "dataset": asdict(self.dataset),
+            "training": self.training,
+            "budget": asdict(self.budget),
+            "search": asdict(self.search),
+            "resources": asdict(self.resources),
+        })
+
+    def to_yaml(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    def with_overrides(self, **overrides: Any) -> SearchSpace:
+        """A new space with fields of ``search`` or ``resources`` replaced (e.g. samples, seed, gpus_per_trial)."""
+        document = self.to_dict()
+        sections = {"search": SearchSettings, "resources": Resources}
+        for key, value in overrides.items():
+            section = next((name for name, cls in sections.items() if key in _field_names(cls)), None)
+            if section is None:
+                allowed = ", ".join(name for cls in sections.values() for name in _field_names(cls))
+                raise ValueError(f"{self.source}: override {key!r}: not a search or resources field; allowed: {allowed}")
+            document[section][key] = value
+        if "objectives" in overrides and "scheduler" not in overrides:
+            document["search"]["scheduler"] = None
+        return parse_space(document, self.source)
+
+
+# -- loading --------------------------------------------------------------------
+
+
+def ready_spaces() -> list[str]:
+    """Names of the search spaces shipped with the package."""
+    return sorted(entry.name[:-5] for entry in files("wrn_search.search_spaces").iterdir()
+                  if entry.name.endswith(".yaml"))
+
+
+def load_space(path_or_name: str | os.PathLike) -> SearchSpace:
+    """Load a search space from a YAML file, or a ready space by name (``quickstart``, ``cifar10-2m``, ...)."""
+    path = Path(path_or_name)
+    if path.suffix in (".yaml", ".yml") or path.exists() or len(path.parts) > 1:
+        text, source = path.read_text(), str(path)
+    else:
+        resource = files("wrn_search.search_spaces") / f"{path_or_name}.yaml"
+        if not resource.is_file():
+            raise ValueError(f"{path_or_name!r} is neither a file nor a ready search space; "
+                             f"ready spaces: {', '.join(ready_spaces())}")
+        text, source = resource.read_text(), str(path_or_name)
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ValueError(f"{source}: not valid YAML: {' '.join(str(error).split())}") from None
+    return parse_space(document, source)
+
+
+def parse_space(document: Any, source: str = "<space>") -> SearchSpace:
+    """Validate a space given as YAML data; errors name ``source``, the key and the allowed values."""
+    try:
+        return _build(document, source)
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
+
+
+def _build(document: Any, source: str) -> SearchSpace:
+    if not isinstance(document, dict):
+        raise ValueError(f"a search space is a mapping with the sections {', '.join(SECTIONS)}")
+    _check_keys(document, "", SECTIONS)
+    dims = document.get("dimensions") or {}
+    _check_keys(dims, "dimensions", ARCHITECTURE_DIMENSIONS + HYPERPARAMETERS)
+    dataset = _dataset(document.get("dataset") or {})
+    budget = _budget(document.get("budget") or {})
+    hyperparameters = {name: _hyperparameter(name, dims[name]) for name in HYPERPARAMETERS if name in dims}
+    training = _training(document.get("training") or {}, hyperparameters)
+    search = _search(document.get("search") or {}, training)
+    resources = _resources(document.get("resources") or {})
+    model = CostModel.for_dataset(dataset_info(dataset.name))
+    architecture = {key: dims[key] for key in ARCHITECTURE_DIMENSIONS if key in dims}
+    if "architectures" in document:
+        if architecture:
+            raise ValueError(f"dimensions.{next(iter(architecture))}: not allowed with architectures:, "
+                             "which names the nets; keep only dropout, lr, weight_decay, batch_size")
+        listed, blocks, widths = _listed(document["architectures"], model, budget), (), ()
+    else:
+        listed = None
+        blocks, widths = _product(architecture, model, budget)
+    if search.sampler == "grid" and any(axis.continuous for axis in hyperparameters.values()):
+        names = ", ".join(name for name, axis in hyperparameters.items() if axis.continuous)
+        raise ValueError(f"search.sampler: grid needs a discrete space, but {names} is a continuous range; "
+                         "give choices or a step")
+    return SearchSpace(architecture, listed, blocks, widths, hyperparameters, dataset, training, budget, search,
+                       resources, source)
+
+
+def _product(dims: dict, model: CostModel, budget: Budget) -> tuple[tuple[BlockOption, ...], tuple[float, ...]]:
+    """Feasible block types, N and k spans of a product of dimensions; no feasible net at all is an error."""
+    if "widen_factor" not in dims:
+        raise ValueError("dimensions.widen_factor: required (an int range, a float range with step, or a list), "
+                         "or give architectures: instead of dimensions")
+    widths = _widths(dims["widen_factor"])
+    block_types = dims.get("block_types", ["B(3,3)"])
+    if not isinstance(block_types, list) or not block_types:
+        raise ValueError("dimensions.block_types: must be a non-empty list such as ['B(3,3)', 'B(3,1,3)']")
+    kernels_list = list(dict.fromkeys(parse_block(str(text), "dimensions.block_types") for text in block_types))
+    options, sizes = [], []
+    for kernels, ns in _blocks_per_group(dims, kernels_list).items():
+        spans = []
+        for n in ns:
+            sizes.append((model.cost(n, widths[0], kernels), model.cost(n, widths[-1], kernels)))
+            span = width_span(model, budget, n, kernels, widths)
+            if span is not None:
+                spans.append((n, *span))
+        if spans:
+            options.append(BlockOption(kernels, tuple(spans)))
+    if not options:
+        smallest = min(small for small, _ in sizes)
+        largest = max(large for _, large in sizes)
+        raise ValueError(f"budget: no architecture meets {budget.describe()}; the dimensions give nets from "
+                         f"{smallest[0]:,} params / {smallest[1]:,} MACs to {largest[0]:,} params / {largest[1]:,} MACs")
+    return tuple(options), widths
+
+
+def _listed(names: Any, model: CostModel, budget: Budget) -> tuple[WRNSpec, ...]:
+    if not isinstance(names, list) or not names:
+        raise ValueError("architectures: must be a non-empty list of WRN names such as ['WRN-28-2', 'WRN-40-2-B(3,1)']")
+    specs = []
+    for name in names:
+        try:
+            spec = WRNSpec.parse(str(name))
+        except ValueError as error:
+            raise ValueError(f"architectures: {error}") from None
+        params, macs = model.cost(spec.blocks_per_group, spec.widen_factor, spec.kernels)
+        if not budget.admits(params, macs):
+            raise ValueError(f"architectures: {spec.name} has {params:,} params and {macs:,} MACs, "
+                             f"outside the budget {budget.describe()}")
+        specs.append(spec)
+    return tuple(dict.fromkeys(specs))
+
+
+def _blocks_per_group(dims: dict, kernels_list: list[tuple[int, ...]]) -> dict[tuple[int, ...], tuple[int, ...]]:
+    """Allowed N per block type, from ``blocks_per_group`` or from ``depth`` (d = 3*N*l + 4)."""
+    if ("depth" in dims) == ("blocks_per_group" in dims):
+        raise ValueError("dimensions: give exactly one of depth and blocks_per_group")
+    if "blocks_per_group" in dims:
+        ns = _int_values(dims["blocks_per_group"], "dimensions.blocks_per_group", 1)
+        return {kernels: ns for kernels in kernels_list}
+    depths = _int_values(dims["depth"], "dimensions.depth", 7)
+    result = {}
+    for kernels in kernels_list:
+        step = 3 * len(kernels)
+        ns = tuple((d - 4) // step for d in depths if d > 4 and (d - 4) % step == 0)
+        if not ns:
+            near = " or ".join(str(d) for d in valid_depths_near(depths[0], len(kernels)))
+            raise ValueError(f"dimensions.depth: no allowed depth is 3*N*l+4 for {format_block(kernels)} "
+                             f"(l={len(kernels)}); valid depths near it: {near}")
+        result[kernels] = ns
+    if isinstance(dims["depth"], list):
+        for depth in depths:
+            if all((depth - 4) % (3 * len(kernels)) for kernels in kernels_list):
+                raise ValueError(f"dimensions.depth: {depth} is not 3*N*l+4 for any block type "
+                                 f"({', '.join(format_block(k) for k in kernels_list)})")
+    return result
+
+
+def _widths(raw: Any) -> tuple[float, ...]:
+    """The sorted grid of allowed widen factors: a list, an int range, or a float range with a step."""
+    where = "dimensions.widen_factor"
+    if isinstance(raw, dict):
+        _check_keys(raw, where, ("min", "max", "step"))
+        low, high = _required_number(raw, where, "min", 0, exclusive=True), _required_number(raw, where, "max", 0, exclusive=True)
+        if high < low:
+            raise ValueError(f"{where}: max {high} is below min {low}")
+        step = raw.get("step", 1)
+        if "step" not in raw and not (float(low).is_integer() and float(high).is_integer()):
+            raise ValueError(f"{where}: a fractional range needs a step, e.g. {{min: {low}, max: {high}, step: 0.25}}")
+        values = _arange(low, high, _number(step, f"{where}.step", 0, exclusive=True), where)
+    else:
+        values = sorted({_number(value, where, 0, exclusive=True) for value in _as_list(raw, where)})
+    return tuple(int(value) if float(value).is_integer() else value for value in values)
+
+
+def _arange(low: float, high: float, step: float, where: str) -> list[float]:
+    count = math.floor((high - low) / step + 1e-9) + 1
+    if count > MAX_GRID:
+        raise ValueError(f"{where}: {count:,} values; at most {MAX_GRID:,} (a larger step?)")
+    return [round(low + index * step, 10) for index in range(count)]
+
+
+def _int_values(raw: Any, where: str, minimum: int) -> tuple[int, ...]:
+    if isinstance(raw, dict):
+        _check_keys(raw, where, ("min", "max", "step"))
+        low, high = _int(raw.get("min"), f"{where}.min", minimum), _int(raw.get("max"), f"{where}.max", minimum)
+        if high < low:
+            raise ValueError(f"{where}: max {high} is below min {low}")
+        return tuple(range(low, high + 1, _int(raw.get("step", 1), f"{where}.step", 1)))
+    return tuple(sorted({_int(value, where, minimum) for value in _as_list(raw, where)}))
+
+
+def _hyperparameter(name: str, raw: Any) -> Axis:
+    """Parse dropout, lr, weight_decay or batch_size: a list of choices or a {min, max, step, log} range."""
+    where = f"dimensions.{name}"
+    integer = name == "batch_size"
+    low_bound, exclusive = {"dropout": (0, False), "lr": (0, True), "weight_decay": (0, False),
+                            "batch_size": (1, False)}[name]
+
+    def value(raw_value: Any, key: str = where) -> float:
+        result = _int(raw_value, key, low_bound) if integer else _number(raw_value, key, low_bound, exclusive)
+        if name == "dropout" and result >= 1:
+            raise ValueError(f"{key}: must be in [0, 1), got {result!r}")
+        return result
+
+    if not isinstance(raw, dict):
+        return Axis(choices=tuple(dict.fromkeys(value(item) for item in _as_list(raw, where))))
+    _check_keys(raw, where, ("min", "max", "step", "log"))
+    low, high = value(raw.get("min"), f"{where}.min"), value(raw.get("max"), f"{where}.max")
+    if high < low:
+        raise ValueError(f"{where}: max {high} is below min {low}")
+    log = raw.get("log", False)
+    if not isinstance(log, bool):
+        raise ValueError(f"{where}.log: must be true or false, got {log!r}")
+    step = raw.get("step")
+    if step is not None:
+        step = _int(step, f"{where}.step", 1) if integer else _number(step, f"{where}.step", 0, exclusive=True)
+        if log:
+            raise ValueError(f"{where}: step and log: true cannot be combined")
+    if log and low <= 0:
+        raise ValueError(f"{where}: log: true needs min > 0, got {low}")
+    return Axis(low=low, high=high, step=step, log=log, integer=integer)
+
+
+def _dataset(raw: Any) -> DatasetSection:
+    values = _section(raw, "dataset", DatasetSection)
+    if not isinstance(values["name"], str):
+        raise ValueError(f"dataset.name: must be a dataset name, got {values['name']!r}")
+    dataset_info(values["name"])  # unknown names list the known ones
+    if values["root"] is not None and not isinstance(values["root"], str):
+        raise ValueError(f"dataset.root: must be a path or null, got {values['root']!r}")
+    _bool(values["download"], "dataset.download")
+    fraction = _number(values["val_fraction"], "dataset.val_fraction", 0)
+    if fraction >= 1:
+        raise ValueError(f"dataset.val_fraction: must be in [0, 1), got {fraction}")
+    return DatasetSection(**values)
+
+
+def _training(raw: Any, searched: dict[str, Axis]) -> dict:
+    if not isinstance(raw, dict):
+        raise ValueError(f"training: must be a mapping of TrainConfig fields ({', '.join(TRAIN_KEYS)})")
+    _check_keys(raw, "training", TRAIN_KEYS)
+    for key in raw:
+        if key in searched:
+            raise ValueError(f"training.{key}: also searched in dimensions.{key}; give it in one place")
+    if "epochs" in raw:
+        _int(raw["epochs"], "training.epochs", 1)
+    return dict(raw)
+
+
+def _budget(raw: Any) -> Budget:
+    values = _section(raw, "budget", Budget)
+    for key, value in values.items():
+        if value is not None:
+            _int(value, f"budget.{key}", 1)
+    budget = Budget(**values)
+    if None not in (budget.min_params, budget.max_params) and budget.min_params > budget.max_params:
+        raise ValueError(f"budget: min_params {budget.min_params:,} is above max_params {budget.max_params:,}")
+    return budget
+
+
+def _search(raw: Any, training: dict) -> SearchSettings:
+    values = _section(raw, "search", SearchSettings)
+    objectives = values["objectives"]
+    if isinstance(objectives, str):
+        objectives = [objectives]
+    if not isinstance(objectives, (list, tuple)) or not objectives:
+        raise ValueError(f"search.objectives: must be a list from {', '.join(OBJECTIVES)}, val_error first")
+    for objective in objectives:
+        _choice(objective, "search.objectives", OBJECTIVES)
+    if objectives[0] != "val_error" or len(set(objectives)) != len(objectives):
+        raise ValueError(f"search.objectives: val_error must come first and each objective once, got {list(objectives)}")
+    values["objectives"] = tuple(objectives)
+    _choice(values["sampler"], "search.sampler", SAMPLERS)
+    if values["scheduler"] is None:
+        values["scheduler"] = "moasha" if len(objectives) > 1 else "asha"
+    _choice(values["scheduler"], "search.scheduler", SCHEDULERS)
+    _int(values["samples"], "search.samples", 1)
+    _int(values["max_concurrent"], "search.max_concurrent", 1)
+    _int(values["seed"], "search.seed", 0)
+    _int(values["grace_period"], "search.grace_period", 1)
+    epochs = training.get("epochs", 200)
+    if values["grace_period"] > epochs:
+        raise ValueError(f"search.grace_period: {values['grace_period']} is more than training.epochs ({epochs})")
+    _number(values["reduction_factor"], "search.reduction_factor", 1, exclusive=True)
+    return SearchSettings(**values)
+
+
+def _resources(raw: Any) -> Resources:
+    values = _section(raw, "resources", Resources)
+    _number(values["cpus_per_trial"], "resources.cpus_per_trial", 0, exclusive=True)
+    if values["gpus_per_trial"] != "auto":
+        _number(values["gpus_per_trial"], "resources.gpus_per_trial (a number >= 0 or 'auto')", 0)
+    return Resources(**values)
+
+
+# -- small validators; messages name the key and what is allowed ------------------
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def _check_keys(raw: Any, where: str, allowed: tuple[str, ...]) -> None:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where or 'space'}: must be a mapping with keys from {', '.join(allowed)}, got {raw!r}")
+    for key in raw:
+        if key not in allowed:
+            prefix = f"{where}." if where else ""
+            raise ValueError(f"{prefix}{key}: unknown key; allowed: {', '.join(allowed)}")
+
+
+def _section(raw: Any, where: str, cls: type) -> dict:
+    """The section's keys checked against the dataclass fields, with its defaults filled in."""
+    _check_keys(raw, where, _field_names(cls))
+    return {**asdict(cls()), **raw}
+
+
+def _as_list(raw: Any, where: str) -> list:
+    values = raw if isinstance(raw, list) else [raw]
+    if not values:
+        raise ValueError(f"{where}: an empty list allows nothing; give at least one value or a {{min, max}} range")
+    return values
+
+
+def _choice(value: Any, where: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def _bool(value: Any, where: str) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}: must be true or false, got {value!r}")
+
+
+def _int(value: Any, where: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{where}: must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _number(value: Any, where: str, minimum: float, exclusive: bool = False) -> float:
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+          and (value > minimum if exclusive else value >= minimum))
+    if not ok:
+        raise ValueError(f"{where}: must be a number {'>' if exclusive else '>='} {minimum}, got {value!r}")
+    return value
+
+
+def _required_number(raw: dict, where: str, key: str, minimum: float, exclusive: bool = False) -> float:
+    if key not in raw:
+        raise ValueError(f"{where}.{key}: required in a range {{min, max[, step]}}")
+    return _number(raw[key], f"{where}.{key}", minimum, exclusive)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, recursively, so ``yaml.safe_dump`` writes them."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
