@@ -73,7 +73,7 @@ def make_run(run_dir: Path, trials=STANDARD_TRIALS, dataset: str = "digits", bud
         "format_version": 1, "wrn_search_version": "0.1.0", "name": name, "study_name": f"{name}-0000",
         "storage": storage, "objectives": list(objectives), "directions": ["minimize"] * len(objectives),
         "tune_path": str(run_dir / "tune"), "experiment": "tune", "dataset": dataset, "epochs": budget,
-        "created": datetime.fromtimestamp(created, timezone.utc).isoformat(),
+        "samples": len(trials), "created": datetime.fromtimestamp(created, timezone.utc).isoformat(),
     }))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     shutil.copy(_empty_study_db(), run_dir / "study.db")

@@ -106,4 +106,4 @@ def test_pareto_cli_json_table_and_csv(tmp_path, capsys):
 
 def test_pareto_cli_bad_run_dir_is_exit_2(tmp_path, capsys):
     assert main(["pareto", str(tmp_path)]) == 2
-    assert "no run.json" in capsys.readouterr().err
+    assert "not a wrn-search run" in capsys.readouterr().err

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from run_fixtures import FakeTrial, load_study, make_run
 
-from wrn_search.results import COLUMNS, load_curves, load_run, read_run_info, write_results
+from wrn_search.results import COLUMNS, load_curves, load_run, study_storage, write_results
+from wrn_search.rundir import RunManifest
 
 
 @pytest.fixture
@@ -78,15 +79,15 @@ def test_write_results_matches_study_best_trials(run_dir):
 def test_moved_run_reads_its_own_study_db(tmp_path, run_dir):
     moved = tmp_path / "moved"
     shutil.move(run_dir, moved)
-    assert read_run_info(moved).storage == f"sqlite:///{moved / 'study.db'}"
+    assert study_storage(moved, RunManifest.load(moved)) == f"sqlite:///{moved / 'study.db'}"
     assert len(load_run(moved)) == 8
 
 
 def test_empty_run_and_missing_run(tmp_path):
     empty = make_run(tmp_path / "empty", trials=())
     assert load_run(empty).empty and load_curves(empty).empty
-    with pytest.raises(FileNotFoundError, match="no run.json"):
-        load_run(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="not a wrn-search run"):
+        load_run(tmp_path)
 
 
 def test_infeasible_trial_is_marked(tmp_path):

@@ -8,13 +8,13 @@ one and one resumed after a kill (repeated epochs, a torn last line).
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+
+from .rundir import EPOCH_LOG, PARETO_CSV, RESULTS_CSV, STUDY_FILE, TRIAL_LOG, RunManifest, read_jsonl
 
 #: Leading columns of :func:`load_run`; user attributes the search adds follow them.
 COLUMNS = [
@@ -27,82 +27,28 @@ COLUMNS = [
 INTEGER_COLUMNS = ["number", "depth", "blocks_per_group", "params", "macs", "epochs"]
 
 
-@dataclass(frozen=True)
-class RunInfo:
-    """What ``run.json`` says about a run, with its directory."""
-
-    run_dir: Path
-    name: str
-    study_name: str
-    storage: str
-    objectives: tuple[str, ...]
-    directions: tuple[str, ...]
-    tune_path: Path
-    dataset: str
-    epochs: int
-    created: float
-
-    @property
-    def cost_objective(self) -> str:
-        """The cost the study trades error against (``params`` unless the study minimises ``macs``)."""
-        return next((name for name in self.objectives if name in ("params", "macs")), "params")
-
-
-def read_run_info(run_dir: str | Path) -> RunInfo:
-    """Read ``run.json``; a missing file is a ``FileNotFoundError`` naming the directory."""
-    run_dir = Path(run_dir).resolve()
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: not a run directory (no run.json)")
-    data = json.loads(path.read_text())
-    return RunInfo(
-        run_dir=run_dir,
-        name=data["name"],
-        study_name=data["study_name"],
-        storage=_local_storage(data["storage"], run_dir),
-        objectives=tuple(data["objectives"]),
-        directions=tuple(data["directions"]),
-        tune_path=Path(data.get("tune_path") or run_dir / "tune"),
-        dataset=data["dataset"],
-        epochs=int(data.get("epochs", 0)),
-        created=datetime.fromisoformat(data["created"]).timestamp(),
-    )
-
-
-def _local_storage(storage: str, run_dir: Path) -> str:
-    """The run's own ``study.db`` when the recorded SQLite path is gone (the run was moved or copied)."""
+def study_storage(run_dir: Path, manifest: RunManifest) -> str:
+    """The recorded storage, or the run's own ``study.db`` when the recorded SQLite file is gone (a moved run)."""
     prefix = "sqlite:///"
-    if storage.startswith(prefix) and not Path(storage[len(prefix):]).exists() and (run_dir / "study.db").exists():
-        return prefix + str(run_dir / "study.db")
+    storage = manifest.storage
+    if storage.startswith(prefix) and not Path(storage[len(prefix):]).exists() and (run_dir / STUDY_FILE).exists():
+        return prefix + str(run_dir / STUDY_FILE)
     return storage
 
 
-def open_study(info: RunInfo):
-    """Load the run's study read-only in spirit; a storage without ``://`` is a JournalFileBackend log."""
+def open_study(run_dir: Path, manifest: RunManifest):
+    """The run's study (SQLite, any SQLAlchemy URL, or a journal file)."""
     import optuna
 
+    from .searcher import open_storage
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = info.storage
-    if "://" not in storage:
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        storage = JournalStorage(JournalFileBackend(storage))
-    return optuna.load_study(study_name=info.study_name, storage=storage)
+    return optuna.load_study(study_name=manifest.study_name, storage=open_storage(study_storage(run_dir, manifest)))
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """JSON objects of a log that a kill may have torn: unreadable lines are skipped, not fatal."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+def cost_objective(manifest: RunManifest) -> str:
+    """The cost the study trades error against: ``macs`` if it minimises MACs, else ``params``."""
+    return "macs" if "macs" in manifest.objectives and "params" not in manifest.objectives else "params"
 
 
 def load_curves(run_dir: str | Path) -> pd.DataFrame:
@@ -112,7 +58,7 @@ def load_curves(run_dir: str | Path) -> pd.DataFrame:
     earlier line of that trial at the same or a later epoch, so the curve is
     the latest attempt's (a restart from epoch 1 discards the whole old curve).
     """
-    records = [r for r in read_jsonl(Path(run_dir) / "epochs.jsonl") if "number" in r and "epoch" in r]
+    records = [r for r in read_jsonl(Path(run_dir) / EPOCH_LOG) if "number" in r and "epoch" in r]
     frame = pd.DataFrame.from_records(records)
     if frame.empty:
         return pd.DataFrame(columns=["number", "trial_id", "name", "epoch", "val_error", "epoch_seconds", "time"])
@@ -126,11 +72,13 @@ def load_curves(run_dir: str | Path) -> pd.DataFrame:
 
 def load_run(run_dir: str | Path) -> pd.DataFrame:
     """One row per trial of the study: spec fields, cost, val error, epochs, state, outcome, time."""
-    info = read_run_info(run_dir)
-    study = open_study(info)
-    curves = load_curves(info.run_dir)
+    run_dir = Path(run_dir).resolve()
+    manifest = RunManifest.load(run_dir)
+    study = open_study(run_dir, manifest)
+    created = datetime.fromisoformat(manifest.created).timestamp()
+    curves = load_curves(run_dir)
     last_epochs = curves.groupby("number").tail(1).set_index("number") if len(curves) else curves
-    ends = {r["number"]: r for r in read_jsonl(info.run_dir / "trials.jsonl") if "number" in r}
+    ends = {r["number"]: r for r in read_jsonl(run_dir / TRIAL_LOG) if "number" in r}
     seconds = curves.groupby("number")["epoch_seconds"].sum() if "epoch_seconds" in curves else pd.Series()
     rows = []
     for trial in study.get_trials(deepcopy=False):
@@ -138,7 +86,7 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
         end = ends.get(trial.number, {})
         row = {**{k: v for k, v in end.items() if k not in ("time", "state")}, **trial.user_attrs}
         if trial.values is not None:
-            row.update(zip(info.objectives, trial.values))
+            row.update(zip(manifest.objectives, trial.values))
         for key in ("trial_id", "name", "params", "macs", "val_error"):
             if _missing(row.get(key)):
                 row[key] = last.get(key, math.nan)
@@ -151,7 +99,7 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
         row["wall_seconds"] = float(seconds.get(trial.number, 0.0))
         row["started"] = _timestamp(trial.datetime_start)
         row["finished"] = _timestamp(trial.datetime_complete)
-        row["elapsed_seconds"] = row["finished"] - info.created
+        row["elapsed_seconds"] = row["finished"] - created
         rows.append(row)
     frame = pd.DataFrame.from_records(rows)
     for column in COLUMNS:
@@ -166,11 +114,11 @@ def write_results(run_dir: str | Path) -> tuple[Path, Path]:
     """Write ``results.csv`` (every trial) and ``pareto.csv`` (``study.best_trials``); return their paths."""
     from .pareto import pareto_front
 
-    info = read_run_info(run_dir)
-    frame = load_run(info.run_dir)
-    paths = info.run_dir / "results.csv", info.run_dir / "pareto.csv"
+    run_dir = Path(run_dir).resolve()
+    frame = load_run(run_dir)
+    paths = run_dir / RESULTS_CSV, run_dir / PARETO_CSV
     frame.to_csv(paths[0], index=False)
-    pareto_front(frame, info.objectives).to_csv(paths[1], index=False)
+    pareto_front(frame, RunManifest.load(run_dir).objectives).to_csv(paths[1], index=False)
     return paths
 
 

@@ -21,11 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..pareto import hypervolume, pareto_front, reference_point
-    from ..results import load_run, read_run_info
+    from ..results import load_run
+    from ..rundir import RunManifest
 
-    info = read_run_info(args.run_dir)
-    frame = load_run(info.run_dir)
-    objectives = ["val_error", args.x] if args.x else list(info.objectives)
+    frame = load_run(args.run_dir)
+    objectives = ["val_error", args.x] if args.x else list(RunManifest.load(args.run_dir).objectives)
     front = pareto_front(frame, objectives)
     if args.csv:
         front.to_csv(args.csv, index=False)
