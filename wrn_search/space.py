@@ -28,7 +28,7 @@ from .spec import WRNSpec, format_block, parse_block, valid_depths_near
 #: Fields of ``wrn_search.train.TrainConfig``, mirrored so loading a space does not import torch.
 TRAIN_KEYS = (
     "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule", "milestones", "gamma",
-    "label_smoothing", "augment", "precision", "channels_last", "compile", "device", "seed",
+    "label_smoothing", "augment", "precision", "channels_last", "compile", "device", "seed", "num_threads",
 )
 OBJECTIVES = ("val_error", "params", "macs")
 SAMPLERS = ("tpe", "nsga2", "random", "grid", "gp", "qmc")

@@ -1,0 +1,59 @@
+"""``wrn-search space``: the summary, its JSON form, and errors as one line with exit code 2."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from wrn_search.cli import main
+from wrn_search.space import load_space
+
+
+def test_text_summary(capsys):
+    assert main(["space", "quickstart"]) == 0
+    out = capsys.readouterr().out
+    space = load_space("quickstart")
+    assert out.startswith("search space quickstart\n")
+    assert f"feasible architectures: {space.feasible_count} (continuous: lr)" in out
+    assert "smallest:  WRN-10-0.5-B(3,3)" in out and "params histogram:" in out
+
+
+def test_json_summary(capsys):
+    assert main(["space", "cifar10-2m", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    space = load_space("cifar10-2m")
+    params = sorted(space.cost(spec)[0] for spec in space.architectures())
+    assert summary["feasible_count"] == space.feasible_count == len(params)
+    assert (summary["min_params"], summary["max_params"]) == (params[0], params[-1])
+    assert summary["smallest"]["params"] == params[0] and summary["largest"]["params"] == params[-1]
+    assert 500_000 <= params[0] and params[-1] <= 2_000_000
+    assert sum(row["count"] for row in summary["histogram"]) == len(params)
+    assert summary["continuous"] == ["lr"] and summary["search"]["scheduler"] == "moasha"
+
+
+def test_single_architecture_histogram(capsys, tmp_path):
+    path = tmp_path / "one.yaml"
+    path.write_text("architectures: [WRN-16-4]\n")
+    assert main(["space", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["histogram"] == [{"low": 2748890, "high": 2748890, "count": 1}]
+    assert summary["feasible_count"] == 1 and summary["architectures"] == ["WRN-16-4-B(3,3)"]
+
+
+def test_bad_space_is_one_line_and_exit_2(capsys, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("dimensions: {depth: [16], widen_factor: [1]}\nsearch: {sampler: cmaes}\n")
+    assert main(["space", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"wrn-search space: error: {path}: search.sampler: 'cmaes' is not one of tpe, nsga2, random, grid, " \
+                  "gp, qmc\n"
+
+
+def test_ready_space_by_name_from_any_directory(tmp_path):
+    """The installed entry point finds ready spaces through importlib.resources, not the working directory."""
+    script = shutil.which("wrn-search", path=os.path.dirname(sys.executable))
+    done = subprocess.run([script, "space", "paper-block-types"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "feasible architectures: 6" in done.stdout and "WRN-31-2-B(3,1,3)" in done.stdout

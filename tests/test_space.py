@@ -1,0 +1,380 @@
+"""Search spaces: the YAML format, budgets feasible by construction, sampling, enumeration, ready spaces."""
+
+import dataclasses
+import itertools
+import pickle
+import random
+import textwrap
+
+import optuna
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wrn_search.budget import Budget, CostModel, width_span
+from wrn_search.data import dataset_info
+from wrn_search.space import TRAIN_KEYS, load_space, parse_space, ready_spaces
+from wrn_search.spec import WRNSpec, parse_block
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+READY = ["quickstart", "cifar10-mobile", "cifar10-2m", "cifar100-10m", "paper-block-types", "paper-width-depth"]
+CIFAR = CostModel.for_dataset(dataset_info("cifar10"))
+
+
+class RandomTrial:
+    """Stands in for ``optuna.Trial``: draws with ``random.Random``, often at a range's ends, in microseconds."""
+
+    def __init__(self, rng: random.Random):
+        self.rng, self.params, self.user_attrs = rng, {}, {}
+
+    def _pick(self, name, value):
+        self.params[name] = value
+        return value
+
+    def suggest_categorical(self, name, choices):
+        return self._pick(name, self.rng.choice(choices))
+
+    def suggest_int(self, name, low, high, step=1, log=False):
+        return self._pick(name, self.rng.choice([low, high, self.rng.randrange(low, high + 1, step)]))
+
+    def suggest_float(self, name, low, high, step=None, log=False):
+        if step:
+            return self._pick(name, low + step * self.rng.randint(0, round((high - low) / step)))
+        return self._pick(name, self.rng.uniform(low, high))
+
+    def set_user_attr(self, key, value):
+        self.user_attrs[key] = value
+
+
+def space_from(text: str, source: str = "test.yaml"):
+    return parse_space(yaml.safe_load(textwrap.dedent(text)), source)
+
+
+def independent_cost(space, name: str) -> tuple[int, int]:
+    """Params and MACs recomputed from the name alone, not through the space."""
+    info = dataset_info(space.dataset.name)
+    spec = WRNSpec.parse(name)
+    return spec.num_params(info.num_classes, info.in_channels), spec.macs(info.input_size, info.num_classes,
+                                                                          info.in_channels)
+
+
+# -- ready spaces -------------------------------------------------------------------
+
+
+def test_ready_spaces_are_shipped():
+    assert ready_spaces() == sorted(READY)
+
+
+@pytest.mark.parametrize("name", READY)
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_ready_space_samples_only_feasible_valid_configs(name, seed):
+    """20 seeds x 500 draws = 10,000 configs per ready space, all within budget and validly named."""
+    space = load_space(name)
+    rng = random.Random(seed)
+    feasible = {spec.name for spec in space.architectures()}
+    for _ in range(500):
+        trial = RandomTrial(rng)
+        config = space.suggest(trial)
+        spec = WRNSpec.parse(config["name"])
+        assert spec.name == config["name"]
+        assert independent_cost(space, config["name"]) == (config["params"], config["macs"])
+        assert space.budget.admits(config["params"], config["macs"])
+        assert dataclasses.replace(spec, dropout=0.0).name in feasible
+        assert trial.user_attrs == {key: config[key] for key in ("name", "params", "macs")}
+
+
+@pytest.mark.parametrize("name", [n for n in READY if n != "paper-block-types"])
+def test_ready_space_enumeration_is_the_brute_force_feasible_set(name):
+    """Narrowing loses nothing: the feasible set equals the full product filtered with exact costs."""
+    space = load_space(name)
+    document = space.to_dict()["dimensions"]
+    kernels_list = [parse_block(text) for text in document.get("block_types", ["B(3,3)"])]
+    depth = document["depth"]
+    depths = range(depth["min"], depth["max"] + 1) if isinstance(depth, dict) else depth
+    expected = set()
+    for kernels, d, k in itertools.product(kernels_list, depths, space.widths):
+        if (d - 4) % (3 * len(kernels)) == 0:
+            spec = WRNSpec.from_depth(d, k, kernels)
+            if space.budget.admits(*independent_cost(space, spec.name)):
+                expected.add(spec.name)
+    assert {spec.name for spec in space.architectures()} == expected
+    assert space.feasible_count == len(expected)
+
+
+def test_paper_block_types_are_table_2():
+    space = load_space("paper-block-types")
+    specs = list(space.architectures())
+    assert [(s.block_name, s.blocks_per_group, s.widen_factor) for s in specs] == [
+        ("B(1,3,1)", 6, 2), ("B(3,1)", 6, 2), ("B(1,3)", 6, 2), ("B(3,1,1)", 6, 2), ("B(3,3)", 4, 2),
+        ("B(3,1,3)", 3, 2)]
+    assert space.search.sampler == "grid" and space.grid_axes() == {"architecture": [s.name for s in specs]}
+
+
+def test_paper_width_depth_grid():
+    space = load_space("paper-width-depth")
+    names = {spec.name for spec in space.architectures()}
+    assert len(names) == 24 and {"WRN-28-10-B(3,3)", "WRN-40-4-B(3,3)", "WRN-16-8-B(3,3)"} <= names
+
+
+# -- sampling through Optuna and Ray -------------------------------------------------------
+
+
+def sample(space, sampler, trials: int) -> list[dict]:
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    configs = []
+
+    def objective(trial):
+        config = space.suggest(trial)
+        configs.append(config)
+        return config["widen_factor"] / (config["depth"] + config["dropout"]), config["params"]
+
+    study.optimize(objective, n_trials=trials)
+    assert [t.user_attrs["name"] for t in study.trials] == [c["name"] for c in configs]
+    return configs
+
+
+def test_same_seed_same_configs_and_training_keys():
+    space = load_space("quickstart")
+    first = sample(space, optuna.samplers.TPESampler(seed=space.search.seed, n_startup_trials=5), 15)
+    again = sample(load_space("quickstart"), optuna.samplers.TPESampler(seed=space.search.seed, n_startup_trials=5), 15)
+    assert first == again
+    assert set(first[0]) == {"name", "depth", "blocks_per_group", "widen_factor", "block_type", "dropout", "params",
+                             "macs", "lr"}
+    assert all(0.02 <= c["lr"] <= 0.2 and space.budget.admits(c["params"], c["macs"]) for c in first)
+
+
+def test_suggest_pickles_and_replays_on_a_fixed_trial():
+    space = load_space("cifar10-2m")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    trial = study.ask()
+    config = space.suggest(trial)
+    restored = pickle.loads(pickle.dumps(space.suggest))
+    assert restored(optuna.trial.FixedTrial(trial.params)) == config
+    assert pickle.loads(pickle.dumps(space)) == space
+
+
+def test_grid_sampler_visits_each_architecture_once():
+    space = load_space("paper-width-depth")
+    axes = space.grid_axes()
+    configs = sample(space, optuna.samplers.GridSampler(axes, seed=0), space.feasible_count)
+    assert sorted(c["name"] for c in configs) == sorted(axes["architecture"])
+
+
+def test_grid_mode_of_a_product_space_uses_the_grid_axes():
+    document = load_space("quickstart").to_dict()
+    document["dimensions"]["lr"] = [0.05, 0.1]
+    document["search"]["sampler"] = "grid"
+    space = parse_space(document)
+    axes = space.grid_axes()
+    assert set(axes) == {"architecture", "dropout", "lr"}
+    configs = sample(space, optuna.samplers.GridSampler(axes, seed=0), space.feasible_count * 4)
+    assert len({(c["name"], c["lr"]) for c in configs}) == space.feasible_count * 4
+
+
+def test_ray_optuna_search_uses_and_saves_the_space(tmp_path):
+    from ray.tune.search.optuna import OptunaSearch
+
+    space = load_space("quickstart")
+    searcher = OptunaSearch(space=space.suggest, metric=["val_error", "params"], mode=["min", "min"],
+                            sampler=optuna.samplers.TPESampler(seed=0), study_name="test-space")
+    config = searcher.suggest("trial-1")
+    assert space.budget.admits(config["params"], config["macs"])
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restored = OptunaSearch()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert WRNSpec.parse(restored.suggest("trial-2")["name"])
+
+
+# -- budgets ---------------------------------------------------------------------------
+
+
+def test_budget_bounds_are_inclusive():
+    params = WRNSpec.parse("WRN-16-4").num_params()
+    base = "dimensions: {depth: [16], widen_factor: [3, 4, 5]}\ndataset: {name: cifar10}\n"
+    names = lambda extra: [s.widen_factor for s in space_from(base + extra).architectures()]  # noqa: E731
+    assert names(f"budget: {{max_params: {params}}}") == [3, 4]
+    assert names(f"budget: {{max_params: {params - 1}}}") == [3]
+    assert names(f"budget: {{min_params: {params}}}") == [4, 5]
+    assert names(f"budget: {{min_params: {params + 1}}}") == [5]
+    macs = WRNSpec.parse("WRN-16-4").macs()
+    assert names(f"budget: {{max_macs: {macs}}}") == [3, 4]
+    assert names(f"budget: {{min_params: {params}, max_params: {params}}}") == [4]
+
+
+def test_block_types_and_depths_without_a_feasible_width_are_not_offered():
+    space = space_from("""
+        dimensions: {depth: {min: 10, max: 40}, widen_factor: {min: 1, max: 2}, block_types: ["B(3,3)", "B(7,7)"]}
+        dataset: {name: cifar10}
+        budget: {max_params: 300000}
+    """)
+    assert [(b.name, b.blocks_per_group) for b in space.blocks] == [("B(3,3)", (1, 2, 3))]
+    rng = random.Random(0)
+    assert {space.suggest(RandomTrial(rng))["block_type"] for _ in range(200)} == {"B(3,3)"}
+
+
+def test_unmeetable_budget_names_the_achievable_sizes():
+    smallest, largest = WRNSpec.parse("WRN-10-1").num_params(), WRNSpec.parse("WRN-16-2").num_params()
+    with pytest.raises(ValueError) as error:
+        space_from(f"""
+            dimensions: {{depth: {{min: 10, max: 16}}, widen_factor: {{min: 1, max: 2}}}}
+            dataset: {{name: cifar10}}
+            budget: {{max_params: {smallest - 1}}}
+        """)
+    message = str(error.value)
+    assert message.startswith("test.yaml: budget: no architecture meets")
+    assert f"{smallest:,} params" in message and f"{largest:,} params" in message
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(1, 6),
+    kernels=st.lists(st.sampled_from([1, 3, 5]), min_size=1, max_size=3).map(tuple),
+    low=st.sampled_from([0.25, 0.5, 0.75, 1, 1.5, 2]),
+    step=st.sampled_from([0.125, 0.25, 0.3, 1]),
+    count=st.integers(1, 40),
+    max_params=st.one_of(st.none(), st.integers(1_000, 40_000_000)),
+    min_params=st.one_of(st.none(), st.integers(1_000, 20_000_000)),
+    max_macs=st.one_of(st.none(), st.integers(100_000, 5_000_000_000)),
+)
+def test_width_span_matches_exact_filtering(n, kernels, low, step, count, max_params, min_params, max_macs):
+    widths = [round(low + i * step, 10) for i in range(count)]
+    budget = Budget(max_params, min_params, max_macs)
+    fits = [budget.admits(*CIFAR.cost(n, k, kernels)) for k in widths]
+    span = width_span(CIFAR, budget, n, kernels, widths)
+    if span is None:
+        assert not any(fits)
+        return
+    lo, hi = span
+    assert all(fits[lo:hi + 1])  # never offers an over-budget net
+    if widths[0] >= 1:  # costs are monotone in k from k = 1 on: the span is everything that fits
+        assert sum(fits) == hi - lo + 1
+
+
+# -- format and validation ---------------------------------------------------------------
+
+
+def test_defaults_and_sections():
+    space = space_from("dimensions: {blocks_per_group: [2, 4], widen_factor: {min: 1, max: 2, step: 0.5}}")
+    assert space.source == "test.yaml"
+    assert space.dataset.name == "cifar10" and space.dataset.val_fraction == 0.1
+    assert space.training == {} and space.budget == Budget()
+    assert (space.search.objectives, space.search.sampler, space.search.scheduler) == (("val_error", "params"),
+                                                                                      "tpe", "moasha")
+    assert space.resources.gpus_per_trial == 0
+    assert space.widths == (1, 1.5, 2) and space.feasible_count == 6
+    single = space_from("dimensions: {blocks_per_group: 1, widen_factor: 1}\nsearch: {objectives: [val_error]}")
+    assert single.search.scheduler == "asha"
+
+
+def test_depth_range_becomes_valid_n_per_block_type():
+    space = space_from("""
+        dimensions: {depth: {min: 10, max: 40}, widen_factor: [2], block_types: ["B(3,3)", "B(3,1,3)", "B(3)"]}
+    """)
+    assert {b.name: b.blocks_per_group for b in space.blocks} == {
+        "B(3,3)": (1, 2, 3, 4, 5, 6), "B(3,1,3)": (1, 2, 3, 4), "B(3)": tuple(range(2, 13))}
+
+
+def test_to_yaml_round_trips_and_overrides(tmp_path):
+    for name in READY:
+        space = load_space(name)
+        space.to_yaml(tmp_path / f"{name}.yaml")
+        assert load_space(tmp_path / f"{name}.yaml") == space
+    space = load_space("quickstart")
+    changed = space.with_overrides(samples=5, max_concurrent=1, seed=7, gpus_per_trial="auto")
+    assert (changed.search.samples, changed.search.max_concurrent, changed.search.seed) == (5, 1, 7)
+    assert changed.resources.gpus_per_trial == "auto" and changed.source == "quickstart"
+    assert space.search.samples == 24
+    with pytest.raises(ValueError, match="override 'epochs'"):
+        space.with_overrides(epochs=3)
+    with pytest.raises(ValueError, match="search.samples: must be an integer >= 1"):
+        space.with_overrides(samples=0)
+
+
+def test_train_keys_mirror_train_config():
+    train = pytest.importorskip("wrn_search.train")
+    assert TRAIN_KEYS == tuple(field.name for field in dataclasses.fields(train.TrainConfig))
+
+
+BASE = "dimensions: {depth: [16], widen_factor: [1, 2]}\n"
+
+MALFORMED = [
+    ("[1, 2]", "test.yaml: a search space is a mapping"),
+    ("dimension: {}", "test.yaml: dimension: unknown key; allowed: dimensions, architectures"),
+    ("dimensions: {depth: [16], widen_factor: [1], width: 3}", "dimensions.width: unknown key; allowed: depth"),
+    ("dimensions: {widen_factor: [1]}", "dimensions: give exactly one of depth and blocks_per_group"),
+    ("dimensions: {depth: [16], blocks_per_group: [2], widen_factor: [1]}", "give exactly one of depth"),
+    ("dimensions: {depth: [16]}", "dimensions.widen_factor: required"),
+    ("dimensions: {depth: [17], widen_factor: [1]}", "dimensions.depth: no allowed depth is 3*N*l+4 for B(3,3)"),
+    ("dimensions: {depth: [16, 17], widen_factor: [1]}", "dimensions.depth: 17 is not 3*N*l+4 for any block type"),
+    ("dimensions: {depth: {min: 16}, widen_factor: [1]}", "dimensions.depth.max: must be an integer >= 7, got None"),
+    ("dimensions: {depth: {min: 22, max: 16}, widen_factor: [1]}", "dimensions.depth: max 16 is below min 22"),
+    ("dimensions: {depth: [16], widen_factor: {min: 1, max: 2.5}}", "widen_factor: a fractional range needs a step"),
+    ("dimensions: {depth: [16], widen_factor: {min: 1, max: 2, stride: 1}}", "widen_factor.stride: unknown key"),
+    ("dimensions: {depth: [16], widen_factor: [0, 1]}", "dimensions.widen_factor: must be a number > 0, got 0"),
+    ("dimensions: {depth: [16], widen_factor: []}", "dimensions.widen_factor: an empty list allows nothing"),
+    ("dimensions: {depth: [16], widen_factor: {min: 1, max: 1000, step: 0.001}}", "at most 100,000"),
+    ("dimensions: {depth: [16], widen_factor: [1], block_types: 'B(3,3)'}", "block_types: must be a non-empty list"),
+    ("dimensions: {depth: [16], widen_factor: [1], block_types: ['B(2,3)']}", "block_types: kernel sizes must be odd"),
+    ("dimensions: {depth: [16], widen_factor: [1], dropout: [0.0, 1.0]}", "dimensions.dropout: must be in [0, 1)"),
+    ("dimensions: {depth: [16], widen_factor: [1], lr: {min: 0.1, max: 0.01}}", "dimensions.lr: max 0.01 is below"),
+    ("dimensions: {depth: [16], widen_factor: [1], lr: {min: 0, max: 1}}", "dimensions.lr.min: must be a number > 0"),
+    ("dimensions: {depth: [16], widen_factor: [1], lr: {min: 0.1, max: 1, log: yes please}}",
+     "dimensions.lr.log: must be true or false"),
+    ("dimensions: {depth: [16], widen_factor: [1], lr: {min: 0.1, max: 1, step: 0.1, log: true}}",
+     "step and log: true cannot be combined"),
+    ("dimensions: {depth: [16], widen_factor: [1], batch_size: [64, 0.5]}", "dimensions.batch_size: must be an integer"),
+    ("dimensions: {depth: [16], widen_factor: [1], lr: [0.1]}\ntraining: {lr: 0.1}", "training.lr: also searched"),
+    ("dimensions: {depth: [16], widen_factor: [1], dropout: {min: 0, max: 0.5}}\nsearch: {sampler: grid}",
+     "search.sampler: grid needs a discrete space, but dropout is a continuous range"),
+    (BASE + "architectures: [WRN-16-1]", "dimensions.depth: not allowed with architectures:"),
+    ("architectures: [WRN-17-1]", "architectures: depth: 17 is not 3*N*l+4"),
+    ("architectures: []", "architectures: must be a non-empty list"),
+    ("architectures: [WRN-28-10]\nbudget: {max_params: 1000000}", "architectures: WRN-28-10-B(3,3) has 36,479,194 params"),
+    (BASE + "dataset: {name: imagenet}", "dataset: unknown dataset 'imagenet'; choose one of cifar10"),
+    (BASE + "dataset: {name: cifar10, split: 0.1}", "dataset.split: unknown key; allowed: name, root, download, val_f"),
+    (BASE + "dataset: {val_fraction: 1.0}", "dataset.val_fraction: must be in [0, 1)"),
+    (BASE + "dataset: {download: 1}", "dataset.download: must be true or false"),
+    (BASE + "training: {epochs: 10, warmup: 5}", "training.warmup: unknown key; allowed: epochs, batch_size, lr,"),
+    (BASE + "training: {epochs: 0}", "training.epochs: must be an integer >= 1"),
+    (BASE + "training: [1]", "training: must be a mapping of TrainConfig fields"),
+    (BASE + "budget: {max_param: 10}", "budget.max_param: unknown key; allowed: max_params, min_params, max_macs"),
+    (BASE + "budget: {max_params: -5}", "budget.max_params: must be an integer >= 1"),
+    (BASE + "budget: {max_params: 10, min_params: 20}", "budget: min_params 20 is above max_params 10"),
+    (BASE + "search: {objectives: [params, val_error]}", "val_error must come first"),
+    (BASE + "search: {objectives: [val_error, flops]}", "search.objectives: 'flops' is not one of val_error, params, macs"),
+    (BASE + "search: {sampler: cmaes}", "search.sampler: 'cmaes' is not one of tpe, nsga2, random, grid, gp, qmc"),
+    (BASE + "search: {scheduler: pbt}", "search.scheduler: 'pbt' is not one of moasha, asha, hyperband, median, none"),
+    (BASE + "search: {samples: 0}", "search.samples: must be an integer >= 1"),
+    (BASE + "search: {max_concurrent: 0}", "search.max_concurrent: must be an integer >= 1"),
+    (BASE + "search: {grace_period: 5}\ntraining: {epochs: 3}", "search.grace_period: 5 is more than training.epochs"),
+    (BASE + "search: {reduction_factor: 1}", "search.reduction_factor: must be a number > 1"),
+    (BASE + "search: {trials: 5}", "search.trials: unknown key; allowed: objectives, sampler, scheduler, samples"),
+    (BASE + "resources: {gpus_per_trial: some}", "resources.gpus_per_trial (a number >= 0 or 'auto')"),
+    (BASE + "resources: {cpus_per_trial: 0}", "resources.cpus_per_trial: must be a number > 0"),
+    (BASE + "resources: {nodes: 2}", "resources.nodes: unknown key; allowed: cpus_per_trial, gpus_per_trial"),
+]
+
+
+@pytest.mark.parametrize("text,message", MALFORMED, ids=[m for _, m in MALFORMED])
+def test_malformed_space_messages(tmp_path, text, message):
+    path = tmp_path / "test.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as error:
+        load_space(path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert message.removeprefix("test.yaml: ") in str(error.value)
+
+
+def test_unreadable_inputs(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dimensions: {depth: [16]")
+    with pytest.raises(ValueError, match=r"bad.yaml: not valid YAML: "):
+        load_space(bad)
+    with pytest.raises(FileNotFoundError):
+        load_space(tmp_path / "missing.yaml")
+    with pytest.raises(ValueError, match="'no-such-space' is neither a file nor a ready search space; ready spaces: "
+                                         "cifar10-2m, "):
+        load_space("no-such-space")
