@@ -253,6 +253,18 @@ def test_width_span_matches_exact_filtering(n, kernels, low, step, count, max_pa
         assert sum(fits) == hi - lo + 1
 
 
+@pytest.mark.parametrize("kernels", [(3, 3), (3, 1, 3)])
+def test_rounded_channels_correct_the_quadratic_both_ways(kernels):
+    """WRN-10-1.04 has more params than the unrounded quadratic says, WRN-10-1.01 fewer: budgets at each exact count."""
+    widths = [round(1 + 0.01 * i, 10) for i in range(300)]
+    costs = [CIFAR.cost(1, k, kernels)[0] for k in widths]
+    for index in range(1, 300, 3):
+        span = width_span(CIFAR, Budget(max_params=costs[index]), 1, kernels, widths)
+        assert span == (0, max(i for i, cost in enumerate(costs) if cost <= costs[index]))
+        span = width_span(CIFAR, Budget(min_params=costs[index]), 1, kernels, widths)
+        assert span == (min(i for i, cost in enumerate(costs) if cost >= costs[index]), 299)
+
+
 # -- format and validation ---------------------------------------------------------------
 
 
