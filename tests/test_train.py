@@ -1,0 +1,218 @@
+"""The trainer: recipe, metrics callback, exact resume, checkpoint errors, divergence and out-of-memory."""
+
+import math
+
+import pytest
+import torch
+
+from wrn_search.data import Dataset, load_dataset
+from wrn_search.spec import WRNSpec
+from wrn_search.train import CheckpointError, Trainer, TrainConfig, lr_factor
+
+SPEC = WRNSpec.parse("WRN-10-1-d0.2")  # dropout on: the resume test covers the dropout RNG too
+METRIC_KEYS = {"epoch", "train_loss", "val_error", "val_loss", "lr", "images_per_s", "epoch_seconds", "params",
+               "macs", "outcome"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared, busy CI machine two OpenMP threads can run 20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return load_dataset("digits")
+
+
+def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {name: value.clone() for name, value in trainer.model.state_dict().items()}
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+
+
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 1.5}, "batch_size"),
+        ({"lr": 0}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"weight_decay": -1e-4}, "weight_decay"),
+        ({"schedule": "linear"}, "schedule"),
+        ({"milestones": (0.6, 0.3)}, "milestones"),
+        ({"milestones": (0.5, 1.0)}, "milestones"),
+        ({"gamma": 0}, "gamma"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"augment": "mixup"}, "augment"),
+        ({"precision": "fp16"}, "precision"),
+        ({"device": "tpu:0:1"}, "device"),
+        ({"seed": -1}, "seed"),
+        ({"num_threads": 0}, "num_threads"),
+        ({"momentum": 0, "nesterov": True}, "nesterov"),
+    ],
+)
+def test_config_validation_names_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=f"^{field}: "):
+        TrainConfig(**kwargs)
+
+
+def test_paper_step_schedule_and_cosine():
+    factor = lr_factor(TrainConfig())
+    assert [factor(e) for e in (0, 59, 60, 119, 120, 159, 160, 199)] == pytest.approx(
+        [1, 1, 0.2, 0.2, 0.04, 0.04, 0.008, 0.008])
+    cosine = lr_factor(TrainConfig(epochs=10, schedule="cosine"))
+    assert cosine(0) == 1 and cosine(5) == pytest.approx(0.5) and cosine(9) < 0.03
+
+
+def test_metrics_callback_sees_the_finished_epoch(digits):
+    trainer = Trainer(SPEC, digits, TrainConfig(epochs=2, precision="fp32"))
+    seen = []
+    result = trainer.fit(lambda m: seen.append((trainer.epoch, m)))
+    assert [(epoch, m["epoch"]) for epoch, m in seen] == [(1, 1), (2, 2)]
+    metrics = seen[-1][1]
+    assert set(metrics) == METRIC_KEYS
+    assert metrics["params"] == SPEC.num_params(10, 1) and metrics["macs"] == SPEC.macs((8, 8), 10, 1)
+    assert metrics["outcome"] == "completed" and 0 <= metrics["val_error"] <= 1 and metrics["images_per_s"] > 0
+    assert (result.outcome, result.epochs, result.val_error, result.reason) == ("completed", 2, metrics["val_error"], None)
+    assert result.history == [m for _, m in seen] and result.metrics == metrics
+    error, loss = trainer.evaluate("test")
+    assert 0 <= error <= 1 and loss > 0
+    assert trainer.evaluate(digits.val) == trainer.evaluate("val")
+    assert trainer.fit().epochs == 2  # nothing left to train
+    with pytest.raises(ValueError, match="^split: "):
+        trainer.evaluate("holdout")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_kill_and_resume_gives_the_same_weights(digits, tmp_path, precision):
+    config = TrainConfig(epochs=4, augment="crop_flip", precision=precision, seed=3)
+    uninterrupted = Trainer(SPEC, digits, config)
+    uninterrupted.fit()
+
+    class Killed(Exception):
+        pass
+
+    def save_and_stop(metrics):
+        interrupted.save_checkpoint(tmp_path / "ckpt.pt")
+        if metrics["epoch"] == 2:
+            raise Killed
+
+    interrupted = Trainer(SPEC, digits, config)
+    with pytest.raises(Killed):
+        interrupted.fit(save_and_stop)
+    torch.manual_seed(12345)  # whatever ran in between must not matter
+    resumed = Trainer(SPEC, digits, config)
+    resumed.load_checkpoint(tmp_path / "ckpt.pt")
+    assert resumed.epoch == 2
+    result = resumed.fit()
+    assert result.epochs == 4 and [m["epoch"] for m in result.history] == [1, 2, 3, 4]
+    assert same_weights(weights(resumed), weights(uninterrupted))
+    assert [m["val_loss"] for m in result.history] == [m["val_loss"] for m in uninterrupted.history]
+
+
+def test_training_leaves_the_global_rng_alone(digits):
+    state = torch.random.get_rng_state()
+    Trainer(SPEC, digits, TrainConfig(epochs=1, precision="fp32")).fit()
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_no_validation_split(digits):
+    result = Trainer(SPEC, digits.merged(), TrainConfig(epochs=1, precision="fp32")).fit()
+    assert result.outcome == "completed" and result.val_error is None and result.metrics["val_loss"] is None
+
+
+def test_synthetic_cifar_shapes_with_crop_flip():
+    data = load_dataset("synthetic", train_size=64, test_size=16, input_size=16)
+    trainer = Trainer(WRNSpec.parse("WRN-10-1"), data, TrainConfig(epochs=1, batch_size=32, augment="crop_flip"))
+    assert trainer.fit().outcome == "completed" and trainer.channels_last
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoint(digits, tmp_path_factory):
+    trainer = Trainer(SPEC, digits, TrainConfig(epochs=2, precision="fp32"))
+    trainer.fit(lambda m: None)
+    trainer.epoch = 1  # a mid-run checkpoint
+    path = tmp_path_factory.mktemp("ckpt") / "run" / "checkpoint.pt"
+    trainer.save_checkpoint(path)
+    return path, weights(trainer)
+
+
+def test_checkpoint_is_written_atomically(checkpoint):
+    path, _ = checkpoint
+    assert [p.name for p in path.parent.iterdir()] == ["checkpoint.pt"]  # no temporary file left behind
+
+
+def test_runtime_settings_may_change_on_resume(digits, checkpoint):
+    path, saved = checkpoint
+    trainer = Trainer(SPEC, digits, TrainConfig(epochs=2, precision="bf16", channels_last=False))
+    trainer.load_checkpoint(path)
+    assert trainer.epoch == 1 and len(trainer.history) == 2 and same_weights(weights(trainer), saved)
+
+
+@pytest.mark.parametrize(
+    "spec,config,split_seed,match",
+    [
+        ("WRN-10-2-d0.2", {}, 0, "spec.widen_factor"),
+        ("WRN-10-1-d0.2", {"lr": 0.05}, 0, "config.lr"),
+        ("WRN-10-1-d0.2", {"epochs": 3}, 0, "config.epochs"),
+        ("WRN-10-1-d0.2", {}, 1, "dataset.labels_digest"),
+    ],
+)
+def test_mismatched_checkpoint_is_an_error(checkpoint, spec, config, split_seed, match):
+    data = load_dataset("digits", seed=split_seed)
+    trainer = Trainer(WRNSpec.parse(spec), data, TrainConfig(**{"epochs": 2, **config}))
+    with pytest.raises(CheckpointError, match=f"different run.*{match}"):
+        trainer.load_checkpoint(checkpoint[0])
+    assert trainer.epoch == 0
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "foreign"])
+def test_corrupt_checkpoint_is_an_error(digits, checkpoint, tmp_path, damage):
+    path = tmp_path / "bad.pt"
+    if damage == "truncate":
+        path.write_bytes(checkpoint[0].read_bytes()[:5000])
+    elif damage == "garbage":
+        path.write_bytes(b"not a checkpoint at all")
+    else:
+        torch.save({"model": {}}, path)
+    trainer = Trainer(SPEC, digits, TrainConfig(epochs=2))
+    with pytest.raises(CheckpointError, match="^checkpoint: "):
+        trainer.load_checkpoint(path)
+    with pytest.raises(FileNotFoundError):
+        trainer.load_checkpoint(tmp_path / "missing.pt")
+
+
+# -- failures -----------------------------------------------------------------------------------
+
+
+def test_divergence_is_an_outcome_not_an_exception(digits):
+    trainer = Trainer(SPEC, digits, TrainConfig(epochs=3, lr=1e4))
+    seen = []
+    result = trainer.fit(seen.append)
+    assert result.outcome == "diverged" and result.val_error == 1.0 and "non-finite" in result.reason
+    assert result.epochs == 0 and len(seen) == 1
+    assert seen[0]["outcome"] == "diverged" and seen[0]["val_error"] == 1.0 and set(seen[0]) == METRIC_KEYS
+
+
+def test_out_of_memory_is_an_outcome_naming_spec_and_batch_size(digits, monkeypatch):
+    trainer = Trainer(SPEC, digits, TrainConfig(epochs=2, batch_size=64))
+
+    def exhausted(x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer, "_forward", exhausted)
+    seen = []
+    result = trainer.fit(seen.append)
+    assert result.outcome == "out_of_memory" and result.val_error == 1.0
+    assert SPEC.name in result.reason and "batch size 64" in result.reason
+    assert seen[0]["outcome"] == "out_of_memory" and math.isclose(seen[0]["val_error"], 1.0)

@@ -1,0 +1,400 @@
+"""Train one WRN with the paper's recipe; the engine under ``wrn-search train`` and every search trial.
+
+SGD with Nesterov momentum 0.9, lr 0.1, weight decay 5e-4, batch 128 and the lr
+multiplied by 0.2 at 30%, 60% and 80% of the epochs (60/120/160 of 200), as in
+Zagoruyko & Komodakis (2016). Precision and memory layout follow the device:
+bf16 autocast where the hardware has it, channels_last everywhere.
+
+Every random draw is seeded by ``(seed, stream, epoch)`` and the global RNGs are
+restored after use, so a trial's result does not depend on what ran before it
+in the same process (Ray reuses worker processes) and a resumed run repeats the
+uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Dataset, Split
+from .loader import AUGMENTATIONS, DeviceLoader, derive_seed
+from .model import build_model
+from .spec import WRNSpec
+
+#: Config fields that may change between a checkpoint and its resume (where and how fast, not what).
+RUNTIME_FIELDS = frozenset({"precision", "channels_last", "compile", "device", "num_threads"})
+
+CHECKPOINT_FORMAT = "wrn-search-checkpoint-v1"
+
+#: Check the running loss for NaN/inf every this many steps (each check waits for the device).
+DIVERGENCE_CHECK_STEPS = 20
+
+# Independent random streams of one run.
+_INIT_STREAM, _LOADER_STREAM, _DROPOUT_STREAM = 1, 2, 3
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not belong to this trainer's spec, data and recipe."""
+
+
+class _Diverged(Exception):
+    pass
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_number(name: str, value, low: float, high: float, open_low: bool = False, open_high: bool = False) -> None:
+    """Finite number within [low, high], with either end open on request."""
+    numeric = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not numeric or not (low < value if open_low else low <= value) or not (value < high if open_high else value <= high):
+        interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high or high == math.inf else ']'}"
+        raise ValueError(f"{name}: must be a number in {interval}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training recipe (paper defaults) and where to run it."""
+
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    #: "step": lr x ``gamma`` at each of ``milestones`` (fractions of ``epochs``); "cosine": cosine to 0.
+    schedule: str = "step"
+    milestones: tuple[float, ...] = (0.3, 0.6, 0.8)
+    gamma: float = 0.2
+    label_smoothing: float = 0.0
+    #: Batch augmentation, "crop_flip" or "none"; None takes the dataset's default.
+    augment: str | None = None
+    #: "auto" (bf16 autocast where the device supports it), "bf16" or "fp32".
+    precision: str = "auto"
+    #: None: channels_last on (it pays off on GPUs and on oneDNN CPUs).
+    channels_last: bool | None = None
+    compile: bool = False
+    #: "auto" (CUDA if available, else CPU) or a torch device string.
+    device: str = "auto"
+    seed: int = 0
+    #: Sets torch's intra-op threads (process-wide) when given; None leaves them alone.
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+        _check_int("epochs", self.epochs, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("seed", self.seed, 0)
+        if self.num_threads is not None:
+            _check_int("num_threads", self.num_threads, 1)
+        _check_number("lr", self.lr, 0, math.inf, open_low=True)
+        _check_number("momentum", self.momentum, 0, 1, open_high=True)
+        _check_number("weight_decay", self.weight_decay, 0, math.inf)
+        _check_number("gamma", self.gamma, 0, 1, open_low=True)
+        _check_number("label_smoothing", self.label_smoothing, 0, 1, open_high=True)
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov: needs momentum > 0")
+        _check_choice("schedule", self.schedule, ("step", "cosine"))
+        if not all(isinstance(m, (int, float)) and 0 < m < 1 for m in self.milestones) \
+                or list(self.milestones) != sorted(set(self.milestones)):
+            raise ValueError(f"milestones: must be increasing fractions of the epochs in (0, 1), got {self.milestones}")
+        if self.augment is not None:
+            _check_choice("augment", self.augment, AUGMENTATIONS)
+        _check_choice("precision", self.precision, ("auto", "bf16", "fp32"))
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError):
+                raise ValueError(f"device: {self.device!r} is not 'auto' or a torch device such as 'cuda:0'") from None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "milestones": list(self.milestones)}
+
+    def recipe(self) -> dict:
+        """The fields that decide the result; a checkpoint resumes only under the same recipe."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+
+
+@dataclass
+class TrainResult:
+    """How a ``fit`` ended: ``outcome`` is "completed", "diverged" or "out_of_memory"."""
+
+    outcome: str
+    epochs: int
+    val_error: float | None
+    reason: str | None = None
+    metrics: dict | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains ``spec`` on ``dataset.train`` and evaluates on ``dataset.val`` after every epoch.
+
+    The data stays on the device for the trainer's lifetime; build one trainer
+    per trial and let it go afterwards.
+    """
+
+    def __init__(self, spec: WRNSpec, dataset: Dataset, config: TrainConfig = TrainConfig()):
+        self.spec, self.dataset, self.config = spec, dataset, config
+        info = dataset.info
+        self.device = resolve_device(config.device)
+        self.precision = resolve_precision(config.precision, self.device)
+        self.channels_last = True if config.channels_last is None else config.channels_last
+        self.augment = config.augment or info.augment
+        if config.num_threads is not None:
+            torch.set_num_threads(config.num_threads)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
+        with torch.random.fork_rng(devices=[]):  # initialise from the run's seed, leave the global RNG alone
+            torch.manual_seed(derive_seed(config.seed, _INIT_STREAM))
+            model = build_model(spec, info.num_classes, info.in_channels)
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=memory_format)
+        self._forward: nn.Module = torch.compile(self.model) if config.compile else self.model
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
+                                         nesterov=config.nesterov, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(config))
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.train_loader = self._loader(dataset.train, config.batch_size, self.augment, shuffle=True)
+        self._eval_loaders: dict[str, DeviceLoader] = {}
+        self.params = spec.num_params(info.num_classes, info.in_channels)
+        self.macs = spec.macs(info.input_size, info.num_classes, info.in_channels)
+        self.epoch = 0
+        self.history: list[dict] = []
+
+    # -- training -------------------------------------------------------------
+
+    def fit(self, callback: Callable[[dict], None] | None = None) -> TrainResult:
+        """Train from the current epoch to ``config.epochs``, calling ``callback(metrics)`` after each.
+
+        A non-finite loss ends the run as "diverged", CUDA running out of memory
+        as "out_of_memory"; either way the callback gets one last metrics dict
+        with ``val_error`` 1.0. Exceptions from the callback propagate.
+        """
+        while self.epoch < self.config.epochs:
+            outcome = reason = None
+            start = time.perf_counter()
+            try:
+                metrics = self._run_epoch()
+            except _Diverged as error:
+                outcome, reason = "diverged", str(error)
+            except torch.OutOfMemoryError as error:
+                outcome = "out_of_memory"
+                reason = (f"out of memory training {self.spec.name} with batch size {self.config.batch_size} "
+                          f"on {self.device}: {str(error).splitlines()[0]}")
+            if outcome is not None:
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                metrics = self._failure_metrics(outcome, time.perf_counter() - start)
+            self.history.append(metrics)
+            if callback is not None:
+                callback(metrics)
+            if outcome is not None:
+                return TrainResult(outcome, self.epoch, 1.0, reason, metrics, list(self.history))
+        last = self.history[-1] if self.history else None
+        return TrainResult("completed", self.epoch, last["val_error"] if last else None, None, last,
+                           list(self.history))
+
+    def _run_epoch(self) -> dict:
+        start = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        with self._seeded(_DROPOUT_STREAM, self.epoch):
+            for step, (x, y) in enumerate(self.train_loader, 1):
+                with self._autocast():
+                    loss = self.criterion(self._forward(x), y)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                loss_sum += loss.detach() * len(y)
+                if step % DIVERGENCE_CHECK_STEPS == 0 and not torch.isfinite(loss_sum):
+                    raise _Diverged(f"non-finite training loss in epoch {self.epoch + 1}, step {step}")
+        train_loss = loss_sum.item() / self.train_loader.num_samples  # .item() waits for the device
+        train_seconds = time.perf_counter() - start
+        if not math.isfinite(train_loss):
+            raise _Diverged(f"non-finite training loss in epoch {self.epoch + 1}")
+        self.scheduler.step()
+        val_error = val_loss = None
+        if len(self.dataset.val):
+            val_error, val_loss = self.evaluate("val")
+            if not math.isfinite(val_loss):
+                raise _Diverged(f"non-finite validation loss after epoch {self.epoch + 1}")
+        self.epoch += 1
+        return {
+            "epoch": self.epoch, "train_loss": train_loss, "val_error": val_error, "val_loss": val_loss, "lr": lr,
+            "images_per_s": self.train_loader.num_samples / train_seconds,
+            "epoch_seconds": time.perf_counter() - start, "params": self.params, "macs": self.macs,
+            "outcome": "completed",
+        }
+
+    def _failure_metrics(self, outcome: str, seconds: float) -> dict:
+        return {
+            "epoch": self.epoch + 1, "train_loss": None, "val_error": 1.0, "val_loss": None,
+            "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": None, "epoch_seconds": seconds,
+            "params": self.params, "macs": self.macs, "outcome": outcome,
+        }
+
+    # -- evaluation -----------------------------------------------------------
+
+    def evaluate(self, split: str | Split) -> tuple[float, float]:
+        """(error, mean cross-entropy) on "train", "val", "test" or any :class:`Split`, no augmentation."""
+        if isinstance(split, str):
+            if split not in ("train", "val", "test"):
+                raise ValueError(f"split: must be 'train', 'val', 'test' or a Split, got {split!r}")
+            if split not in self._eval_loaders:
+                self._eval_loaders[split] = self._eval_loader(getattr(self.dataset, split))
+            loader = self._eval_loaders[split]
+        else:
+            loader = self._eval_loader(split)
+        self.model.eval()
+        errors = torch.zeros((), device=self.device, dtype=torch.int64)
+        loss_sum = torch.zeros((), device=self.device)
+        with torch.no_grad(), self._autocast():
+            for x, y in loader:
+                logits = self._forward(x).float()
+                loss_sum += F.cross_entropy(logits, y, reduction="sum")
+                errors += (logits.argmax(1) != y).sum()
+        n = loader.num_samples
+        return errors.item() / n, loss_sum.item() / n
+
+    def _eval_loader(self, split: Split) -> DeviceLoader:
+        if not len(split):
+            raise ValueError("split: cannot evaluate on an empty split")
+        return self._loader(split, 2 * self.config.batch_size, "none", shuffle=False)
+
+    def _loader(self, split: Split, batch_size: int, augment: str, shuffle: bool) -> DeviceLoader:
+        info = self.dataset.info
+        return DeviceLoader(split.images, split.labels, batch_size, info.mean, info.std, augment=augment,
+                            shuffle=shuffle, seed=derive_seed(self.config.seed, _LOADER_STREAM),
+                            device=self.device, channels_last=self.channels_last)
+
+    # -- checkpoints ----------------------------------------------------------
+
+    def save_checkpoint(self, path: str | os.PathLike) -> None:
+        """Write model, optimizer, scheduler, loader state and epoch to ``path`` atomically."""
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            **self._identity(),
+            "epoch": self.epoch,
+            "history": self.history,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "loader": self.train_loader.state_dict(),
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(temporary, "wb") as file:
+                torch.save(state, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Restore a checkpoint of this spec, dataset split and recipe; anything else is a :class:`CheckpointError`."""
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"checkpoint: no file at {path}")
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as error:  # truncated, garbage, or a pickle that weights_only refuses
+            raise CheckpointError(f"checkpoint: {path} is corrupt or unreadable ({type(error).__name__}: "
+                                  f"{str(error).splitlines()[0] if str(error) else ''})") from error
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"checkpoint: {path} is not a {CHECKPOINT_FORMAT} file")
+        differences = [
+            f"{key}.{name}: checkpoint {state.get(key, {}).get(name)!r}, now {value!r}"
+            for key, expected in self._identity().items()
+            for name, value in expected.items()
+            if not isinstance(state.get(key), dict) or state[key].get(name) != value
+        ]
+        if differences:
+            raise CheckpointError(f"checkpoint: {path} belongs to a different run ({'; '.join(differences)})")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.train_loader.load_state_dict(state["loader"])
+            epoch, history = int(state["epoch"]), list(state["history"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as error:
+            raise CheckpointError(f"checkpoint: {path} is incomplete or does not fit the model ({error})") from error
+        self.epoch, self.history = epoch, history
+
+    def _identity(self) -> dict:
+        """What a checkpoint must agree on: spec, data (down to the split) and recipe, as plain JSON values."""
+        info, data = self.dataset.info, self.dataset
+        digest = hashlib.blake2b(digest_size=8)
+        for split in (data.train, data.val):
+            digest.update(np.ascontiguousarray(split.labels).tobytes())
+        dataset = {"name": info.name, "num_classes": info.num_classes, "in_channels": info.in_channels,
+                   "input_size": list(info.input_size), "train": len(data.train), "val": len(data.val),
+                   "labels_digest": digest.hexdigest()}
+        return json.loads(json.dumps({"spec": self.spec.to_dict(), "dataset": dataset,
+                                      "config": self.config.recipe()}))
+
+    # -- device helpers -------------------------------------------------------
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    @contextmanager
+    def _seeded(self, *keys: int):
+        """Seed the global RNGs (dropout draws from them) for one stream, and restore them afterwards."""
+        devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
+            if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(derive_seed(self.config.seed, *keys))
+            yield
+
+
+def lr_factor(config: TrainConfig) -> Callable[[int], float]:
+    """The schedule as a multiplier of ``config.lr`` for each epoch (0-based)."""
+    if config.schedule == "cosine":
+        return lambda epoch: 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
+    milestones = [int(m * config.epochs + 0.5) for m in config.milestones]
+    return lambda epoch: config.gamma ** sum(epoch >= m for m in milestones)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} requested but CUDA is not available")
+    return resolved
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"auto" becomes "bf16" on GPUs with bf16 and on CPUs with native bf16 (AVX512-BF16 or AMX), else "fp32"."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        native = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        return "bf16" if any(check() for check in native if check is not None) else "fp32"
+    return "fp32"
