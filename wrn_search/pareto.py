@@ -50,9 +50,9 @@ def pareto_front(
 
 
 def reference_point(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[float, ...]:
-    """1.0 for the error; 1.1 x the largest value in the run for a cost, so every trial counts."""
+    """1.0 for the error; 1.1 x the largest value in the run for a cost, so every trial counts (NaN if none)."""
     return tuple(
-        BOUNDED_REFERENCE.get(column, COST_REFERENCE_FACTOR * float(pd.to_numeric(frame[column]).max()))
+        BOUNDED_REFERENCE.get(column, COST_REFERENCE_FACTOR * pd.to_numeric(frame[column]).astype(float).max())
         for column in columns
     )
 

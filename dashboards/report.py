@@ -1,0 +1,24 @@
+"""The static report: one self-contained HTML file (plotly.js and the data inlined) that opens offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from plotly.offline import get_plotlyjs
+
+from .page import page_html
+from .views import build_views, views_json
+
+
+def report_html(run_dir: str | Path) -> str:
+    views = build_views(run_dir)
+    return page_html(views["title"], plotly_js=get_plotlyjs(), views_json=views_json(views))
+
+
+def write_report(run_dir: str | Path, out: str | Path) -> Path:
+    """Write the report of ``run_dir`` to ``out`` (its folder must exist) and return the path."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"output: folder {out.parent} does not exist")
+    out.write_text(report_html(run_dir), encoding="utf-8")
+    return out

@@ -1,0 +1,62 @@
+"""Everything the report and the dashboard show about a run, as one JSON document.
+
+The static report embeds it; the live dashboard serves it and the page
+re-fetches it every few seconds, so both render the same figures.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+from plotly.io.json import to_json_plotly
+
+from wrn_search.pareto import hypervolume_history, pareto_front, reference_point
+from wrn_search.results import load_curves, load_run
+from wrn_search.rundir import RunManifest
+
+from .figures import curves_figure, front_table, history_figure, pareto_figure
+from .paper import paper_points
+
+#: Figure ids in page order; the page has one div per id.
+FIGURE_IDS = ("pareto-params", "pareto-macs", "history", "curves")
+
+
+def summary_line(manifest: RunManifest, frame: pd.DataFrame, front: pd.DataFrame, fraction: float) -> str:
+    counts = frame["state"].value_counts()
+    return (f"{manifest.name} · {manifest.dataset} · {len(frame)} trials: {counts.get('COMPLETE', 0)} at full "
+            f"budget ({manifest.epochs} epochs), {counts.get('PRUNED', 0)} stopped early, {counts.get('FAIL', 0)} "
+            f"failed, {counts.get('RUNNING', 0)} running · Pareto set {len(front)} · hypervolume "
+            f"{fraction:.4f} of the reference box")
+
+
+def build_views(run_dir: str | Path) -> dict:
+    """Title, summary, figures (plotly dicts keyed by :data:`FIGURE_IDS`) and the Pareto table of a run."""
+    run_dir = Path(run_dir).resolve()
+    manifest = RunManifest.load(run_dir)
+    frame = load_run(run_dir)
+    objectives = list(manifest.objectives)
+    front = pareto_front(frame, objectives)
+    reference = reference_point(frame, objectives)
+    history = hypervolume_history(frame, objectives, reference)
+    paper = paper_points(manifest.dataset)
+    figures = {
+        f"pareto-{x}": pareto_figure(frame, pareto_front(frame, ["val_error", x]), x, paper) for x in ("params", "macs")
+    }
+    figures["history"] = history_figure(history, objectives, reference)
+    figures["curves"] = curves_figure(load_curves(run_dir), frame, front)
+    fraction = float(history["hypervolume_fraction"].iloc[-1]) if len(history) else 0.0
+    return {
+        "title": f"wrn-search: {manifest.name}",
+        "summary": summary_line(manifest, frame, front, fraction),
+        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "figures": {key: figures[key].to_plotly_json() for key in FIGURE_IDS},
+        "front_size": len(front),
+        "table": front_table(front),
+    }
+
+
+def views_json(views: dict) -> str:
+    """The views as JSON (plotly's encoder handles the numpy arrays inside figures)."""
+    return to_json_plotly(views)
