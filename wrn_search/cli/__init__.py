@@ -16,6 +16,7 @@ import sys
 COMMANDS = {
     "count": "count",
     "space": "space",
+    "train": "train",
 }
 
 
