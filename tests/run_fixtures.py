@@ -77,9 +77,19 @@ def make_run(run_dir: Path, trials=STANDARD_TRIALS, dataset: str = "digits", bud
     }))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     shutil.copy(_empty_study_db(), run_dir / "study.db")
-    study = optuna.create_study(study_name=f"{name}-0000", storage=storage, directions=["minimize"] * len(objectives))
+    optuna.create_study(study_name=f"{name}-0000", storage=storage, directions=["minimize"] * len(objectives))
+    return add_trials(run_dir, trials)
+
+
+def add_trials(run_dir: Path, trials) -> Path:
+    """Append ``trials`` to the run's study and logs, as a running search would."""
+    manifest = json.loads((run_dir / "run.json").read_text())
+    dataset, objectives = manifest["dataset"], manifest["objectives"]
+    study = optuna.load_study(study_name=manifest["study_name"], storage=manifest["storage"])
+    created = datetime.fromisoformat(manifest["created"]).timestamp()
+    offset = len(study.trials)
     with open(run_dir / "epochs.jsonl", "a") as epochs_log, open(run_dir / "trials.jsonl", "a") as trials_log:
-        for index, fake in enumerate(trials):
+        for index, fake in enumerate(trials, start=offset):
             spec, params, macs = trial_costs(fake.name, dataset)
             number = len(study.trials)  # add_trial numbers trials in order, as ask does
             trial_id = f"7a1b2_{index:05d}"

@@ -17,6 +17,9 @@ COMMANDS = {
     "count": "count",
     "space": "space",
     "train": "train",
+    "pareto": "pareto",
+    "report": "report",
+    "dashboard": "dashboard",
 }
 
 

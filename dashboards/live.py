@@ -1,0 +1,80 @@
+"""The live dashboard: a small stdlib HTTP server whose page re-fetches the run's views every few seconds.
+
+It serves three fixed routes and nothing else (no file system paths, so no
+traversal), reads the run on each refresh, and stops cleanly on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from plotly.offline import get_plotlyjs
+
+from wrn_search.rundir import RunManifest
+
+from .page import page_html
+from .views import build_views, views_json
+
+
+class DashboardServer(ThreadingHTTPServer):
+    """Serves one run directory; the page and plotly.js are built once, the views on every request."""
+
+    daemon_threads = True
+
+    def __init__(self, run_dir: str | Path, host: str = "127.0.0.1", port: int = 8050):
+        self.run_dir = Path(run_dir).resolve()
+        manifest = RunManifest.load(self.run_dir)  # a bad directory fails now, not on the first refresh
+        self.routes = {
+            "/": ("text/html; charset=utf-8", page_html(f"wrn-search: {manifest.name}").encode()),
+            "/plotly.min.js": ("text/javascript; charset=utf-8", get_plotlyjs().encode()),
+            "/api/views.json": ("application/json", None),
+        }
+        try:
+            super().__init__((host, port), DashboardHandler)
+        except OSError as error:
+            raise ValueError(f"port: cannot listen on {host}:{port} ({error.strerror or error})") from None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+
+class DashboardHandler(BaseHTTPRequestHandler):
+    server: DashboardServer
+
+    def do_GET(self) -> None:
+        route = self.server.routes.get(urlsplit(self.path).path)
+        if route is None:
+            self.send_error(404, "no such page; the dashboard serves /, /plotly.min.js and /api/views.json")
+            return
+        content_type, body = route
+        if body is None:
+            try:
+                body = views_json(build_views(self.server.run_dir)).encode()
+            except Exception as error:  # a run mid-write or a locked study: the page retries on its next refresh
+                self.send_error(503, f"cannot read the run: {str(error).splitlines()[0] if str(error) else error!r}")
+                return
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_request(self, code="-", size="-") -> None:
+        """Quiet: the page polls every few seconds; errors are still logged."""
+
+
+def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8050) -> None:
+    """Serve until Ctrl-C, then release the port."""
+    server = DashboardServer(run_dir, host, port)
+    print(f"wrn-search dashboard: serving {server.run_dir} at {server.url} (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

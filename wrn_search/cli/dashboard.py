@@ -1,0 +1,63 @@
+"""``wrn-search dashboard``: the report's views served live while a search runs, or optuna-dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+HELP = "serve a live dashboard of a run (refreshes while the search runs); --optuna starts optuna-dashboard"
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds run.json)")
+    parser.add_argument("--port", type=int, default=8050, help="port to listen on (default 8050; 0 picks a free one)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it, unauthenticated)")
+    parser.add_argument("--optuna", action="store_true",
+                        help="run optuna-dashboard on the run's study storage instead")
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM end the server cleanly, even where the shell started us with SIGINT ignored."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port: must be in 0..65535, got {args.port}")
+    stop_on_signals()
+    if args.host not in LOOPBACK:
+        print(f"wrn-search dashboard: warning: listening on {args.host}, reachable from the network "
+              "without authentication", file=sys.stderr)
+    if args.optuna:
+        return run_optuna_dashboard(args)
+    from ..dashboards.live import serve
+
+    serve(args.run_dir, args.host, args.port)
+    return 0
+
+
+def run_optuna_dashboard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import optuna_dashboard
+
+    from ..results import study_storage
+    from ..rundir import RunManifest
+    from ..searcher import open_storage
+
+    run_dir = Path(args.run_dir).resolve()
+    storage = open_storage(study_storage(run_dir, RunManifest.load(run_dir)))
+    print(f"wrn-search dashboard: optuna-dashboard at http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
+    try:
+        optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    except KeyboardInterrupt:
+        pass
+    return 0
