@@ -389,11 +389,12 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """"auto" becomes "bf16" on GPUs with bf16 and on CPUs with native bf16 (AVX512-BF16 or AMX), else "fp32"."""
+    """Resolve "auto": "bf16" on GPUs and CPUs with native bf16 (Ampere+, AVX512-BF16, AMX), else "fp32"."""
     if precision != "auto":
         return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cuda":  # native bf16 from Ampere (compute capability 8) on; ROCm GPUs have it
+        native = torch.version.hip is not None or torch.cuda.get_device_properties(device).major >= 8
+        return "bf16" if native else "fp32"
     if device.type == "cpu":
         native = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
         return "bf16" if any(check() for check in native if check is not None) else "fp32"
