@@ -20,6 +20,7 @@ COMMANDS = {
     "pareto": "pareto",
     "report": "report",
     "dashboard": "dashboard",
+    "export": "export",
 }
 
 

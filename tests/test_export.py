@@ -1,0 +1,121 @@
+"""Export: the trial's newest checkpoint, spec and model card; TorchScript and ONNX give the checkpoint's logits."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from run_fixtures import make_run
+
+from wrn_search.cli import main
+from wrn_search.data import load_dataset
+from wrn_search.export import example_input, find_checkpoint, load_checkpoint_model
+from wrn_search.model import build_model
+from wrn_search.spec import WRNSpec
+from wrn_search.train import TrainConfig, Trainer
+
+SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
+CONFIG = TrainConfig(epochs=1, batch_size=64, device="cpu")
+
+
+def trial_dir(run: Path, trial_id: str, number: int) -> Path:
+    """Ray Tune 2.60 names a trial's folder ``<trainable>_<trial id>_<index>_<config>_<date>``."""
+    return run / "tune" / f"train_trial_{trial_id}_{number}_name=x_2026-11-23_10-15-00"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """The standard run, its space, and trainer checkpoints for the three Pareto trials (two for trial 3)."""
+    run = make_run(tmp_path_factory.mktemp("export") / "run")
+    shutil.copy(SPACE, run / "space.yaml")
+    dataset = load_dataset("digits")
+    for number, name in ((0, "WRN-10-1-B(3,3)"), (1, "WRN-16-1-B(3,3)"), (3, "WRN-16-2-B(3,3)")):
+        trainer = Trainer(WRNSpec.parse(name), dataset, CONFIG)
+        folder = trial_dir(run, f"7a1b2_{number:05d}", number)
+        trainer.save_checkpoint(folder / "checkpoint_000000" / "checkpoint.pt")
+        with torch.no_grad():  # the newer checkpoint differs, so picking the wrong one shows
+            for parameter in trainer.model.parameters():
+                parameter.add_(0.01)
+        trainer.epoch = 1
+        trainer.save_checkpoint(folder / "checkpoint_000001" / "checkpoint.pt")
+    (trial_dir(run, "7a1b2_00013", 13) / "checkpoint_000009").mkdir(parents=True)  # another trial's folder
+    return run
+
+
+def checkpoint_logits(run: Path, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return load_checkpoint_model(find_checkpoint(run / "tune", "7a1b2_00003")).module(images)
+
+
+def test_find_checkpoint_takes_the_newest_of_the_right_trial(run):
+    assert find_checkpoint(run / "tune", "7a1b2_00003").parent.name == "checkpoint_000001"
+    with pytest.raises(FileNotFoundError, match="7a1b2_00001x"):
+        find_checkpoint(run / "tune", "7a1b2_00001x")
+    with pytest.raises(FileNotFoundError):
+        find_checkpoint(run / "tune", "7a1b2_0001")  # a prefix of 7a1b2_00013 is not a match
+
+
+def test_state_dict_export_with_spec_and_card(run, tmp_path, capsys):
+    assert main(["export", str(run), "--trial", "7a1b2_00003", "--out", str(tmp_path)]) == 0
+    folder = tmp_path / "trial-3"
+    assert "WRN-16-2-B(3,3)" in capsys.readouterr().out
+    spec = WRNSpec.from_dict(json.loads((folder / "spec.json").read_text()))
+    assert spec == WRNSpec.parse("WRN-16-2")
+    card = json.loads((folder / "model_card.json").read_text())
+    assert (card["name"], card["params"], card["val_error"], card["epochs"]) == ("WRN-16-2-B(3,3)", 691386, 0.12, 3)
+    assert card["macs"] == spec.macs(8, 10, 1) and "checkpoint_000001" in card["weights"]
+    assert card["dataset"]["mean"] == [0.3063] and card["dataset"]["std"] == [0.3756]
+    assert "| parameters | 691,386 |" in (folder / "model_card.md").read_text()
+    model = build_model(spec, 10, 1).eval()
+    model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+    images = example_input("digits", batch=5)
+    with torch.no_grad():
+        assert torch.equal(model(images), checkpoint_logits(run, images))
+
+
+def test_torchscript_gives_the_checkpoint_logits(run, tmp_path):
+    assert main(["export", str(run), "--trial", "3", "--out", str(tmp_path), "--format", "torchscript"]) == 0
+    scripted = torch.jit.load(str(tmp_path / "trial-3" / "model.torchscript.pt"))
+    images = example_input("digits", batch=5)  # another batch size than the one traced
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(images), checkpoint_logits(run, images), rtol=1e-5, atol=1e-5)
+
+
+def test_onnx_gives_the_checkpoint_logits(run, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime)")
+    pytest.importorskip("onnxscript", reason="onnxscript is not installed (pip install onnx onnxscript)")
+    assert main(["export", str(run), "--trial", "3", "--out", str(tmp_path), "--format", "onnx"]) == 0
+    session = onnxruntime.InferenceSession(str(tmp_path / "trial-3" / "model.onnx"), providers=["CPUExecutionProvider"])
+    images = example_input("digits", batch=5)
+    (logits,) = session.run(None, {"images": images.numpy()})
+    np.testing.assert_allclose(logits, checkpoint_logits(run, images).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_onnx_without_its_packages_is_one_line(run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert main(["export", str(run), "--trial", "3", "--out", str(tmp_path), "--format", "onnx"]) == 2
+    assert "pip install onnx onnxscript" in capsys.readouterr().err
+
+
+def test_pareto_exports_every_front_trial(run, tmp_path):
+    assert main(["export", str(run), "--pareto", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trial-0", "trial-1", "trial-3"]
+
+
+def test_bad_requests_are_exit_2(run, tmp_path, capsys):
+    assert main(["export", str(run), "--trial", "nope", "--out", str(tmp_path)]) == 2
+    assert "no trial 'nope'" in capsys.readouterr().err
+    assert main(["export", str(run), "--trial", "4", "--out", str(tmp_path)]) == 2  # never checkpointed
+    assert "no checkpoint.pt for trial 7a1b2_00004" in capsys.readouterr().err
+
+
+def test_retrain_reports_test_error(run, tmp_path, capsys):
+    assert main(["export", str(run), "--trial", "0", "--out", str(tmp_path), "--retrain", "1"]) == 0
+    card = json.loads((tmp_path / "trial-0" / "model_card.json").read_text())
+    assert 0.0 <= card["test_error"] < 0.5 and card["weights"] == "retrained 1 epochs on train+val"
+    assert f"test error {card['test_error']:.4f}" in capsys.readouterr().out

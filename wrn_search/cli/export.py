@@ -1,0 +1,30 @@
+"""``wrn-search export``: weights, spec and model card of a trial or of the Pareto set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "export a trial (or the Pareto set): weights (state_dict, TorchScript, ONNX), spec.json, model card"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds run.json)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", metavar="ID", help="a Ray trial id (e.g. 7a1b2_00003) or an Optuna trial number")
+    which.add_argument("--pareto", action="store_true", help="every trial of the Pareto set")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/export); one trial-N folder each")
+    parser.add_argument("--format", dest="fmt", choices=["state_dict", "torchscript", "onnx"], default="state_dict",
+                        help="weights format (default state_dict; onnx needs the onnx and onnxscript packages)")
+    parser.add_argument("--retrain", type=int, metavar="EPOCHS",
+                        help="instead of the search checkpoint, train EPOCHS epochs on train+val and report test error")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export import export_trials
+
+    for folder in export_trials(args.run_dir, args.trial, args.pareto, args.out, args.fmt, args.retrain):
+        card = json.loads((folder / "model_card.json").read_text())
+        test = f", test error {card['test_error']:.4f}" if card["test_error"] is not None else ""
+        print(f"{folder}: {card['name']} ({card['params']:,} params, val error {card['val_error']:.4f}{test})")
+    return 0

@@ -1,0 +1,195 @@
+"""Export trained trials of a run: weights (state_dict, TorchScript or ONNX), spec and model card.
+
+The weights come from the trial's last Ray checkpoint (``checkpoint.pt``
+written by :meth:`wrn_search.train.Trainer.save_checkpoint`), found under the
+run's ``tune_path``; or, with ``retrain``, from training the spec again on
+train+val, which also measures its test error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .data import dataset_info
+from .model import WideResNet, build_model
+from .results import load_run
+from .rundir import RunManifest
+from .spec import WRNSpec
+from .train import CHECKPOINT_FORMAT
+
+FORMATS = ("state_dict", "torchscript", "onnx")
+WEIGHT_FILES = {"state_dict": "model.pt", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+CHECKPOINT_FILE = "checkpoint.pt"
+_CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
+
+
+@dataclass
+class Model:
+    """A trained network and where its weights came from."""
+
+    spec: WRNSpec
+    module: WideResNet
+    source: str
+    test_error: float | None = None
+
+
+def select_trials(frame: pd.DataFrame, trial: str | None, pareto_columns: list[str] | None) -> pd.DataFrame:
+    """The trial named by Ray trial id or Optuna number, or the Pareto set over ``pareto_columns``."""
+    from .pareto import pareto_front
+
+    if pareto_columns is not None:
+        return pareto_front(frame, pareto_columns)
+    column = "number" if str(trial).isdigit() else "trial_id"
+    rows = frame[frame[column].astype(str) == str(trial)]
+    if rows.empty:
+        raise ValueError(f"--trial: no trial {trial!r} in this run (give a Ray trial id or an Optuna trial number)")
+    return rows
+
+
+def find_checkpoint(tune_path: str | Path, trial_id: str) -> Path:
+    """The highest-numbered ``checkpoint_N/checkpoint.pt`` of the trial directory named after ``trial_id``."""
+    if "://" in str(tune_path):
+        raise ValueError(f"tune_path: {tune_path} is remote; download the experiment and export from a local copy")
+    tune_path = Path(tune_path)
+    named = re.compile(rf"(^|_){re.escape(trial_id)}(_|$)")
+    found = [
+        (int(match.group(1)), folder / CHECKPOINT_FILE)
+        for trial_dir in (tune_path.iterdir() if tune_path.is_dir() else ())
+        if trial_dir.is_dir() and named.search(trial_dir.name)
+        for folder in trial_dir.iterdir()
+        if (match := _CHECKPOINT_DIR.match(folder.name)) and (folder / CHECKPOINT_FILE).is_file()
+    ]
+    if not found:
+        raise FileNotFoundError(f"checkpoint: no {CHECKPOINT_FILE} for trial {trial_id} under {tune_path}")
+    return max(found)[1]
+
+
+def load_checkpoint_model(path: Path) -> Model:
+    """The network in a trainer checkpoint, in eval mode on the CPU; no dataset needed."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint: {path} is not a {CHECKPOINT_FORMAT} file")
+    spec = WRNSpec.from_dict(state["spec"])
+    module = build_model(spec, state["dataset"]["num_classes"], state["dataset"]["in_channels"])
+    module.load_state_dict(state["model"])
+    return Model(spec, module.eval(), f"{path} (epoch {state['epoch']})")
+
+
+def retrain(run_dir: Path, number: int, spec: WRNSpec, epochs: int) -> Model:
+    """Train ``spec`` with the trial's hyperparameters for ``epochs`` on train+val; measure test error."""
+    from .results import open_study
+    from .search import load_space_dataset
+    from .space import load_space
+    from .train import Trainer
+    from .trainable import trial_train_config
+
+    manifest = RunManifest.load(run_dir)
+    space = load_space(str(run_dir / "space.yaml"))
+    trial_params = open_study(run_dir, manifest).trials[number].params
+    config = trial_train_config(trial_params, {**space.training, "epochs": epochs})
+    trainer = Trainer(spec, load_space_dataset(space).merged(), config)
+    result = trainer.fit()
+    if result.outcome != "completed":
+        raise ValueError(f"--retrain: {spec.name} ended {result.outcome}: {result.reason}")
+    test_error, _ = trainer.evaluate("test")
+    module = trainer.model.to("cpu", memory_format=torch.contiguous_format).eval()
+    return Model(spec, module, f"retrained {epochs} epochs on train+val", test_error)
+
+
+def example_input(dataset: str, batch: int = 2) -> torch.Tensor:
+    info = dataset_info(dataset)
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(batch, info.in_channels, *info.input_size, generator=generator)
+
+
+def save_weights(model: Model, fmt: str, dataset: str, path: Path) -> None:
+    """Write the weights in ``fmt``; TorchScript and ONNX take a dynamic batch dimension."""
+    example = example_input(dataset)
+    if fmt == "state_dict":
+        torch.save(model.module.state_dict(), path)
+    elif fmt == "torchscript":
+        with torch.no_grad():
+            torch.jit.save(torch.jit.trace(model.module, example), str(path))
+    elif fmt == "onnx":
+        try:
+            import onnx  # noqa: F401  (torch's exporter needs it and onnxscript)
+            import onnxscript  # noqa: F401
+        except ImportError:
+            raise ValueError("--format onnx: needs the onnx and onnxscript packages: pip install onnx onnxscript") from None
+        torch.onnx.export(model.module, (example,), str(path), input_names=["images"], output_names=["logits"],
+                          dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, dynamo=True, external_data=False,
+                          verbose=False)
+    else:
+        raise ValueError(f"--format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
+def model_card(row: pd.Series, model: Model, manifest: RunManifest, fmt: str) -> dict:
+    info = dataset_info(manifest.dataset)
+    return {
+        "name": model.spec.name, "spec": model.spec.to_dict(), "run": manifest.name, "trial_number": int(row["number"]),
+        "trial_id": row["trial_id"], "state": row["state"], "outcome": row["outcome"],
+        "params": int(row["params"]), "macs": int(row["macs"]), "val_error": float(row["val_error"]),
+        "epochs": int(row["epochs"]), "test_error": model.test_error, "weights": model.source,
+        "format": fmt, "file": WEIGHT_FILES[fmt],
+        "dataset": {"name": info.name, "num_classes": info.num_classes, "in_channels": info.in_channels,
+                    "input_size": list(info.input_size), "mean": list(info.mean), "std": list(info.std)},
+        "input": "float32 [N, C, H, W]: pixels / 255, then (x - mean) / std per channel",
+    }
+
+
+def card_markdown(card: dict) -> str:
+    data = card["dataset"]
+    test = f"{card['test_error']:.4f}" if card["test_error"] is not None else "not measured (export with --retrain)"
+    return "\n".join([
+        f"# {card['name']}", "",
+        f"Wide ResNet found by wrn-search run `{card['run']}` (trial {card['trial_number']}, `{card['trial_id']}`).", "",
+        "| | |", "| --- | --- |",
+        f"| parameters | {card['params']:,} |", f"| MACs per image | {card['macs']:,} |",
+        f"| validation error | {card['val_error']:.4f} after {card['epochs']} epochs ({card['outcome']}) |",
+        f"| test error | {test} |", f"| weights | {card['weights']} |",
+        f"| file | `{card['file']}` ({card['format']}) |",
+        f"| dataset | {data['name']}: {data['num_classes']} classes, {data['in_channels']} x "
+        f"{data['input_size'][0]} x {data['input_size'][1]} |",
+        f"| input | {card['input']}; mean {data['mean']}, std {data['std']} |", "",
+        "Rebuild the network: `build_model(WRNSpec.from_dict(json.load(open('spec.json'))), "
+        f"{data['num_classes']}, {data['in_channels']})`.", "",
+    ])
+
+
+def export_trials(run_dir: str | Path, trial: str | None = None, pareto: bool = False, out: str | Path | None = None,
+                  fmt: str = "state_dict", retrain_epochs: int | None = None) -> list[Path]:
+    """Export one trial or the Pareto set; returns the folders written (``<out>/trial-<number>``)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"--format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if (trial is None) == (not pareto):
+        raise ValueError("export: give exactly one of --trial ID and --pareto")
+    if retrain_epochs is not None and retrain_epochs < 1:
+        raise ValueError(f"--retrain: must be >= 1 epochs, got {retrain_epochs}")
+    run_dir = Path(run_dir).resolve()
+    manifest = RunManifest.load(run_dir)
+    rows = select_trials(load_run(run_dir), trial, list(manifest.objectives) if pareto else None)
+    out = Path(out) if out is not None else run_dir / "export"
+    folders = []
+    for _, row in rows.iterrows():
+        spec = WRNSpec.parse(row["name"])
+        if retrain_epochs is not None:
+            model = retrain(run_dir, int(row["number"]), spec, retrain_epochs)
+        else:
+            model = load_checkpoint_model(find_checkpoint(manifest.tune_path, row["trial_id"]))
+            if model.spec != spec:
+                raise ValueError(f"checkpoint: holds {model.spec.name}, but trial {row['number']} is {spec.name}")
+        folder = out / f"trial-{int(row['number'])}"
+        folder.mkdir(parents=True, exist_ok=True)
+        save_weights(model, fmt, manifest.dataset, folder / WEIGHT_FILES[fmt])
+        card = model_card(row, model, manifest, fmt)
+        (folder / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
+        (folder / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+        (folder / "model_card.md").write_text(card_markdown(card))
+        folders.append(folder)
+    return folders
