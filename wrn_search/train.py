@@ -198,9 +198,9 @@ class Trainer:
             except _Diverged as error:
                 outcome, reason = "diverged", str(error)
             except torch.OutOfMemoryError as error:
-                outcome = "out_of_memory"
+                outcome, detail = "out_of_memory", str(error).partition("\n")[0]
                 reason = (f"out of memory training {self.spec.name} with batch size {self.config.batch_size} "
-                          f"on {self.device}: {str(error).splitlines()[0]}")
+                          f"on {self.device}: {detail}")
             if outcome is not None:
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.device.type == "cuda":
@@ -322,8 +322,9 @@ class Trainer:
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as error:  # truncated, garbage, or a pickle that weights_only refuses
+            first_line = str(error).partition("\n")[0]
             raise CheckpointError(f"checkpoint: {path} is corrupt or unreadable ({type(error).__name__}: "
-                                  f"{str(error).splitlines()[0] if str(error) else ''})") from error
+                                  f"{first_line})") from error
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"checkpoint: {path} is not a {CHECKPOINT_FORMAT} file")
         differences = [
