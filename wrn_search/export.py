@@ -18,6 +18,7 @@ import torch
 
 from .data import dataset_info
 from .model import WideResNet, build_model
+from .pareto import pareto_front
 from .results import load_run
 from .rundir import RunManifest
 from .spec import WRNSpec
@@ -41,8 +42,6 @@ class Model:
 
 def select_trials(frame: pd.DataFrame, trial: str | None, pareto_columns: list[str] | None) -> pd.DataFrame:
     """The trial named by Ray trial id or Optuna number, or the Pareto set over ``pareto_columns``."""
-    from .pareto import pareto_front
-
     if pareto_columns is not None:
         return pareto_front(frame, pareto_columns)
     column = "number" if str(trial).isdigit() else "trial_id"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .pareto import pareto_front
 from .rundir import EPOCH_LOG, PARETO_CSV, RESULTS_CSV, STUDY_FILE, TRIAL_LOG, RunManifest, read_jsonl
 
 #: Leading columns of :func:`load_run`; user attributes the search adds follow them.
@@ -46,11 +47,6 @@ def open_study(run_dir: Path, manifest: RunManifest):
     return optuna.load_study(study_name=manifest.study_name, storage=open_storage(study_storage(run_dir, manifest)))
 
 
-def cost_objective(manifest: RunManifest) -> str:
-    """The cost the study trades error against: ``macs`` if it minimises MACs, else ``params``."""
-    return "macs" if "macs" in manifest.objectives and "params" not in manifest.objectives else "params"
-
-
 def load_curves(run_dir: str | Path) -> pd.DataFrame:
     """Per-epoch rows of ``epochs.jsonl``, one per (number, epoch), sorted.
 
@@ -58,7 +54,8 @@ def load_curves(run_dir: str | Path) -> pd.DataFrame:
     earlier line of that trial at the same or a later epoch, so the curve is
     the latest attempt's (a restart from epoch 1 discards the whole old curve).
     """
-    records = [r for r in read_jsonl(Path(run_dir) / EPOCH_LOG) if "number" in r and "epoch" in r]
+    records = [r for r in read_jsonl(Path(run_dir) / EPOCH_LOG)
+               if r.get("number") is not None and r.get("epoch") is not None]
     frame = pd.DataFrame.from_records(records)
     if frame.empty:
         return pd.DataFrame(columns=["number", "trial_id", "name", "epoch", "val_error", "epoch_seconds", "time"])
@@ -112,8 +109,6 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
 
 def write_results(run_dir: str | Path) -> tuple[Path, Path]:
     """Write ``results.csv`` (every trial) and ``pareto.csv`` (``study.best_trials``); return their paths."""
-    from .pareto import pareto_front
-
     run_dir = Path(run_dir).resolve()
     frame = load_run(run_dir)
     paths = run_dir / RESULTS_CSV, run_dir / PARETO_CSV
