@@ -52,7 +52,7 @@ def pareto_figure(frame: pd.DataFrame, front: pd.DataFrame, x: str, paper: Seque
         # A failed trial may have no error: draw it at the top (error 1.0) so it is still seen.
         y = rows["val_error"].astype(float).fillna(1.0)
         label = f"dominated, {style['label']}" if state == "COMPLETE" else style["label"]
-        figure.add_scatter(x=rows[x], y=y, mode="markers", name=f"{label} ({len(rows)})",
+        figure.add_scatter(x=rows[x].astype(float), y=y, mode="markers", name=f"{label} ({len(rows)})",
                            marker=dict(color=style["color"], symbol=style["symbol"], size=8),
                            customdata=_hover_data(rows), hovertemplate=HOVER)
     if paper:
@@ -61,7 +61,7 @@ def pareto_figure(frame: pd.DataFrame, front: pd.DataFrame, x: str, paper: Seque
             name="paper WRNs (test error, Table 4)", text=[p.name for p in paper],
             marker=dict(color="black", symbol="diamond-open", size=9),
             hovertemplate="<b>%{text}</b> (paper)<br>test error %{y:.4f}<br>%{x:,}<extra></extra>")
-    figure.add_scatter(x=front[x], y=front["val_error"], mode="lines+markers", uid=PARETO_UID,
+    figure.add_scatter(x=front[x].astype(float), y=front["val_error"], mode="lines+markers", uid=PARETO_UID,
                        name=f"Pareto front ({len(front)})", line=dict(shape="hv", color=FRONT_COLOR, width=2),
                        marker=dict(color=FRONT_COLOR, size=10), customdata=_hover_data(front), hovertemplate=HOVER)
     figure.update_xaxes(type="log", title=AXIS_TITLES[x])
@@ -77,6 +77,7 @@ def curves_figure(curves: pd.DataFrame, frame: pd.DataFrame, front: pd.DataFrame
     shown: set[str] = set()
     for number, curve in curves.groupby("number", sort=True):
         state = states.get(number, "RUNNING")
+        state = state if state in STYLES else "RUNNING"  # WAITING: asked for, not started
         group = "FRONT" if number in on_front else state
         style = {**STYLES[state], "color": FRONT_COLOR, "label": "Pareto set"} if group == "FRONT" else STYLES[state]
         figure.add_scatter(x=curve["epoch"], y=curve["val_error"], mode="lines+markers", legendgroup=group,
