@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import socket
 import sys
 import time
 import uuid
@@ -24,6 +25,7 @@ from ray.tune.schedulers import HyperBandScheduler, MedianStoppingRule, TrialSch
 from .data import Dataset, dataset_info, load_dataset
 from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_STATE, SPACE_FILE, STUDY_FILE, TUNE_DIR, RunManifest,
                      append_jsonl)
+from .results import write_results
 from .schedulers import SuccessiveHalving
 from .searcher import StudySearcher, make_sampler, open_storage
 from .space import SearchSpace, load_space
@@ -36,7 +38,7 @@ DEFAULT_GPU_MEMORY_BYTES = 16 * 2**30
 #: Retries of a crashed trial (from its last checkpoint) before the study is told FAIL.
 MAX_FAILURES = 2
 EPOCH_KEYS = ("epoch", "train_loss", "val_error", "val_loss", "lr", "images_per_s", "epoch_seconds",
-              "params", "macs", "outcome")
+              "params", "macs", "outcome", "node_id")
 
 
 class EpochLogger(tune.Callback):
@@ -48,6 +50,7 @@ class EpochLogger(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         record = {"trial_id": trial.trial_id, "number": trial.config.get("number"), "name": trial.config.get("name")}
         record.update({key: result[key] for key in EPOCH_KEYS if key in result})
+        record["resources"] = trial.placement_group_factory.required_resources
         record["time"] = time.time()
         append_jsonl(Path(self.path), record)
 
@@ -121,10 +124,25 @@ def sample_budget(space: SearchSpace) -> int:
     return samples
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on ``host:port`` or ``ray://host:port`` with nobody listening (Ray itself retries for minutes)."""
+    host_port = address.removeprefix("ray://")
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", "local" and friends: Ray answers those at once
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ValueError(f"address: no Ray cluster answers at {address!r} ({error.strerror or error}); "
+                         "start one with `ray start --head` or leave out --address") from None
+
+
 def connect_ray(address: str | None) -> bool:
     """Join ``address`` or start a local Ray; returns whether this call started it (and must stop it)."""
     if ray.is_initialized():
         return False
+    if address:
+        check_reachable(address)
     kwargs = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False}
     try:
         ray.init(address=address or "local", **kwargs)
@@ -215,6 +233,7 @@ def run_search(
     finally:
         if started_ray:
             ray.shutdown()
+    write_results(run_dir)
     return run_dir
 
 
@@ -243,5 +262,6 @@ def resume_search(run_dir: str | Path, samples: int | None = None, address: str 
     finally:
         if started_ray:
             ray.shutdown()
+    write_results(run_dir)
     return run_dir
 

@@ -124,6 +124,9 @@ class StudySearcher(OptunaSearch):
             return  # told before a driver kill; Tune re-ran it from its last checkpoint
         state, outcome = self.classify(result, error)
         epochs = int(result.get("epoch", 0)) if result else 0
+        if not isinstance(self.metric, list) and result and result.get(self.metric) is not None \
+                and epochs not in stored.intermediate_values:
+            trial.report(float(result[self.metric]), epochs)  # Tune skips on_trial_result for the last result
         trial.set_user_attr("outcome", outcome)
         trial.set_user_attr("epochs", epochs)
         values = [float(result[key]) for key in self._objectives()] if state == TrialState.COMPLETE else None

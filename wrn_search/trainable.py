@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import ray
 from ray import tune
 
 from .data import Dataset
@@ -57,14 +58,17 @@ def train_trial(config: dict, dataset: Dataset, training: dict) -> None:
         with checkpoint.as_directory() as directory:
             trainer.load_checkpoint(Path(directory) / CHECKPOINT_FILE)
 
+    node_id = ray.get_runtime_context().get_node_id()
+
     def report(metrics: dict) -> None:
         _crash_once_for_tests(metrics["epoch"])
+        metrics = {**metrics, "node_id": node_id}
         with tempfile.TemporaryDirectory() as directory:
             trainer.save_checkpoint(Path(directory) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
     if trainer.epoch >= trainer.config.epochs:
         # Finished before a driver kill but not yet recorded by Tune: report the last epoch again.
-        tune.report(trainer.history[-1])
+        tune.report({**trainer.history[-1], "node_id": node_id})
         return
     trainer.fit(callback=report)

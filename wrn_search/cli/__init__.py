@@ -17,6 +17,8 @@ COMMANDS = {
     "count": "count",
     "space": "space",
     "train": "train",
+    "run": "run",
+    "resume": "resume",
     "pareto": "pareto",
     "report": "report",
     "dashboard": "dashboard",

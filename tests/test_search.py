@@ -1,0 +1,159 @@
+"""End-to-end searches on a real local Ray, and on simulated multi-node clusters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import optuna
+import pandas as pd
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from search_helpers import write_space
+from wrn_search.rundir import RunManifest, read_jsonl
+from wrn_search.search import run_search
+from wrn_search.space import load_space
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def study_of(run_dir) -> optuna.Study:
+    manifest = RunManifest.load(run_dir)
+    return optuna.load_study(study_name=manifest.study_name, storage=manifest.storage)
+
+
+def check_run_is_consistent(run_dir, full_epochs: int) -> pd.DataFrame:
+    """Every trial finished, told once, with the state its epoch log implies."""
+    for name in ("run.json", "space.yaml", "command.txt", "epochs.jsonl", "trials.jsonl", "results.csv", "pareto.csv"):
+        assert (run_dir / name).is_file(), name
+    study = study_of(run_dir)
+    trials = study.get_trials()
+    assert trials and all(t.state.is_finished() for t in trials)
+    curves = pd.DataFrame(read_jsonl(run_dir / "epochs.jsonl"))
+    ends = read_jsonl(run_dir / "trials.jsonl")
+    assert sorted(e["number"] for e in ends) == sorted(t.number for t in trials)  # each told exactly once
+    for trial in trials:
+        assert {"name", "params", "macs", "outcome", "epochs", "trial_id", "depth"} <= set(trial.user_attrs)
+        epochs = curves[curves["number"] == trial.number]["epoch"].tolist()
+        assert epochs == list(range(1, len(epochs) + 1))
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            assert trial.user_attrs["epochs"] == full_epochs == epochs[-1]
+        elif trial.state == optuna.trial.TrialState.PRUNED:
+            assert trial.user_attrs["outcome"] == "stopped_early" and epochs[-1] < full_epochs
+    results = pd.read_csv(run_dir / "results.csv")
+    assert len(results) == len(trials)
+    assert set(results["state"]) <= {"COMPLETE", "PRUNED", "FAIL"}
+    return results
+
+
+def test_single_objective_tpe_with_asha(local_ray, tmp_path):
+    space = write_space(tmp_path, training={"epochs": 4},
+                        search={"objectives": ["val_error"], "sampler": "tpe", "scheduler": "asha", "samples": 6})
+    run_dir = run_search(load_space(space), name="tpe-asha", storage_path=str(tmp_path / "runs"), verbose=0)
+    results = check_run_is_consistent(run_dir, 4)
+    study = study_of(run_dir)
+    assert len(study.directions) == 1 and len(results) == 6
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert study.best_trial.value == min(t.value for t in complete)
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert all(len(t.intermediate_values) == t.user_attrs["epochs"] for t in pruned)
+
+
+def test_multi_objective_nsga2_with_moasha_keeps_pruned_off_the_front(local_ray, tmp_path):
+    space = write_space(tmp_path, search={"sampler": "nsga2", "scheduler": "moasha", "samples": 8})
+    run_dir = run_search(load_space(space), name="nsga2", storage_path=str(tmp_path / "runs"), verbose=0)
+    results = check_run_is_consistent(run_dir, 3)
+    pareto = pd.read_csv(run_dir / "pareto.csv")
+    assert len(pareto) >= 1 and set(pareto["state"]) == {"COMPLETE"}
+    assert set(pareto["number"]) == {t.number for t in study_of(run_dir).best_trials}
+    assert set(results[results["state"] == "PRUNED"]["number"]).isdisjoint(pareto["number"])
+    assert json.loads((run_dir / "scheduler.json").read_text())["objectives"] == ["val_error", "params"]
+
+
+def test_grid_visits_each_feasible_architecture_once(local_ray, tmp_path):
+    space = load_space(write_space(
+        tmp_path, dimensions={"depth": [10], "widen_factor": [1, 2], "block_types": ["B(3,3)", "B(3,1)"]},
+        training={"epochs": 1}, budget={"max_params": 400_000},
+        search={"sampler": "grid", "scheduler": "none", "samples": 50}))
+    feasible = sorted(spec.name for spec in space.architectures())
+    assert len(feasible) == 4
+    run_dir = run_search(space, name="grid", storage_path=str(tmp_path / "runs"), verbose=0)
+    names = sorted(t.user_attrs["name"] for t in study_of(run_dir).trials)
+    assert names == feasible
+
+
+def test_trials_spread_over_two_nodes(tmp_path):
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    try:
+        space = write_space(tmp_path, search={"samples": 4, "scheduler": "none"}, training={"epochs": 6})
+        run_dir = run_search(load_space(space), name="cluster", storage_path=str(tmp_path / "runs"),
+                             address=cluster.address, verbose=0)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    check_run_is_consistent(run_dir, 6)
+    nodes = {record["node_id"] for record in read_jsonl(run_dir / "epochs.jsonl")}
+    assert len(nodes) == 2
+
+
+def test_auto_gpus_pack_small_trials_onto_one_gpu(tmp_path):
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": 4, "num_gpus": 1, "include_dashboard": False})
+    try:
+        space = write_space(tmp_path, search={"samples": 4, "max_concurrent": 4, "scheduler": "none"},
+                            resources={"cpus_per_trial": 1, "gpus_per_trial": "auto"}, training={"epochs": 3})
+        run_dir = run_search(load_space(space), name="gpus", storage_path=str(tmp_path / "runs"),
+                             address=cluster.address, verbose=0)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    records = pd.DataFrame(read_jsonl(run_dir / "epochs.jsonl"))
+    shares = {r["GPU"] for r in records["resources"]}
+    assert shares and all(0 < share < 1 for share in shares)
+    spans = records.groupby("number")["time"].agg(["min", "max"])
+    spans["start"] = spans["min"] - records.groupby("number")["epoch_seconds"].first()
+    overlapping = sum(
+        1 for a in spans.index for b in spans.index
+        if a < b and spans.loc[a, "start"] < spans.loc[b, "max"] and spans.loc[b, "start"] < spans.loc[a, "max"]
+    )
+    assert overlapping >= 1  # at least two trials held the single GPU at once
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "wrn_search", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_cli_refuses_an_existing_run_directory(tmp_path):
+    (tmp_path / "runs" / "taken").mkdir(parents=True)
+    (tmp_path / "runs" / "taken" / "keep.txt").write_text("precious")
+    space = write_space(tmp_path)
+    result = run_cli("run", str(space), "--name", "taken", "--storage-path", "runs", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "wrn-search resume" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "runs" / "taken" / "keep.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--address", "127.0.0.1:1"], "address"),
+        (["--study-storage", "nosuchdialect://x"], "study-storage"),
+        (["--samples", "0"], "samples"),
+    ],
+)
+def test_cli_bad_input_writes_nothing(tmp_path, extra, message):
+    space = write_space(tmp_path)
+    result = run_cli("run", str(space), "--name", "bad", "--storage-path", "runs", *extra, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs" / "bad").exists()

@@ -1,0 +1,22 @@
+"""``wrn-search resume``: continue a run after a crash, a kill or a reboot."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "resume a search from its run directory; finished trials are kept, unfinished ones continue"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory printed by `wrn-search run`")
+    parser.add_argument("--samples", type=int, help="raise the total number of trials")
+    parser.add_argument("--address", help="join a Ray cluster: 'auto' or ray://host:10001 (default: local Ray)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import pareto
+    from ..search import resume_search
+
+    run_dir = resume_search(args.run_dir, samples=args.samples, address=args.address)
+    print(f"wrn-search: results in {run_dir}")
+    return pareto.run(argparse.Namespace(run_dir=str(run_dir), x=None, csv=None, json=False))
