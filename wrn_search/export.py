@@ -133,7 +133,8 @@ def model_card(row: pd.Series, model: Model, manifest: RunManifest, fmt: str) ->
     return {
         "name": model.spec.name, "spec": model.spec.to_dict(), "run": manifest.name, "trial_number": int(row["number"]),
         "trial_id": row["trial_id"], "state": row["state"], "outcome": row["outcome"],
-        "params": int(row["params"]), "macs": int(row["macs"]), "val_error": float(row["val_error"]),
+        "params": int(row["params"]), "macs": int(row["macs"]),
+        "val_error": float(row["val_error"]) if pd.notna(row["val_error"]) else None,
         "epochs": int(row["epochs"]), "test_error": model.test_error, "weights": model.source,
         "format": fmt, "file": WEIGHT_FILES[fmt],
         "dataset": {"name": info.name, "num_classes": info.num_classes, "in_channels": info.in_channels,
@@ -145,12 +146,13 @@ def model_card(row: pd.Series, model: Model, manifest: RunManifest, fmt: str) ->
 def card_markdown(card: dict) -> str:
     data = card["dataset"]
     test = f"{card['test_error']:.4f}" if card["test_error"] is not None else "not measured (export with --retrain)"
+    val = f"{card['val_error']:.4f}" if card["val_error"] is not None else "none"
     return "\n".join([
         f"# {card['name']}", "",
         f"Wide ResNet found by wrn-search run `{card['run']}` (trial {card['trial_number']}, `{card['trial_id']}`).", "",
         "| | |", "| --- | --- |",
         f"| parameters | {card['params']:,} |", f"| MACs per image | {card['macs']:,} |",
-        f"| validation error | {card['val_error']:.4f} after {card['epochs']} epochs ({card['outcome']}) |",
+        f"| validation error | {val} after {card['epochs']} epochs ({card['outcome']}) |",
         f"| test error | {test} |", f"| weights | {card['weights']} |",
         f"| file | `{card['file']}` ({card['format']}) |",
         f"| dataset | {data['name']}: {data['num_classes']} classes, {data['in_channels']} x "

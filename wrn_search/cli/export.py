@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     for folder in export_trials(args.run_dir, args.trial, args.pareto, args.out, args.fmt, args.retrain):
         card = json.loads((folder / "model_card.json").read_text())
-        test = f", test error {card['test_error']:.4f}" if card["test_error"] is not None else ""
-        print(f"{folder}: {card['name']} ({card['params']:,} params, val error {card['val_error']:.4f}{test})")
+        facts = [f"{card['params']:,} params"] + [
+            f"{kind} error {card[kind + '_error']:.4f}" for kind in ("val", "test") if card[kind + "_error"] is not None]
+        print(f"{folder}: {card['name']} ({', '.join(facts)})")
     return 0
