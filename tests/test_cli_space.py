@@ -16,7 +16,7 @@ def test_text_summary(capsys):
     space = load_space("quickstart")
     assert out.startswith("search space quickstart\n")
     assert f"feasible architectures: {space.feasible_count} (continuous: lr)" in out
-    assert "smallest:  WRN-10-0.5-B(3,3)" in out and "params histogram:" in out
+    assert "smallest:  WRN-10-0.25-B(3,3)" in out and "params histogram:" in out
 
 
 def test_json_summary(capsys):

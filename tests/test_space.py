@@ -298,7 +298,7 @@ def test_to_yaml_round_trips_and_overrides(tmp_path):
     changed = space.with_overrides(samples=5, max_concurrent=1, seed=7, gpus_per_trial="auto")
     assert (changed.search.samples, changed.search.max_concurrent, changed.search.seed) == (5, 1, 7)
     assert changed.resources.gpus_per_trial == "auto" and changed.source == "quickstart"
-    assert space.search.samples == 24
+    assert space.search.samples == 30
     with pytest.raises(ValueError, match="override 'epochs'"):
         space.with_overrides(epochs=3)
     with pytest.raises(ValueError, match="search.samples: must be an integer >= 1"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 HELP = "run an architecture search from a search space (a YAML file or a ready space's name)"
 
@@ -35,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no Ray Tune progress table")
 
 
+def quiet_ray_warnings() -> None:
+    """Per-epoch checkpoints force frequent experiment snapshots by design: don't warn about them."""
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
 def run(args: argparse.Namespace) -> int:
     from . import pareto
     from ..search import run_search
@@ -44,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         ("samples", args.samples), ("max_concurrent", args.max_concurrent), ("seed", args.seed),
         ("gpus_per_trial", args.gpus_per_trial), ("cpus_per_trial", args.cpus_per_trial),
     ) if value is not None}
+    quiet_ray_warnings()
     space = load_space(args.space).with_overrides(**overrides)
     run_dir = run_search(space, name=args.name, storage_path=args.storage_path, address=args.address,
                          study_storage=args.study_storage, verbose=0 if args.quiet else 1)
