@@ -22,7 +22,7 @@ from .train import Trainer, TrainConfig
 CHECKPOINT_FILE = "checkpoint.pt"
 #: Searched training hyperparameters that a trial config may carry.
 TRAINING_KEYS = ("lr", "weight_decay", "batch_size")
-#: Test hook: a path; the first trial to finish epoch 2 creates it and kills its own process.
+#: Test hook: a path; the first trial to finish epoch 2 writes its number there and kills its own process.
 CRASH_ONCE_ENV = "WRN_SEARCH_CRASH_ONCE"
 
 
@@ -42,10 +42,10 @@ def _limit_gpu_memory() -> None:
         torch.cuda.set_per_process_memory_fraction(gpus)
 
 
-def _crash_once_for_tests(epoch: int) -> None:
+def _crash_once_for_tests(number: int, epoch: int) -> None:
     marker = os.environ.get(CRASH_ONCE_ENV)
     if marker and epoch == 2 and not os.path.exists(marker):
-        Path(marker).write_text("crashed\n")
+        Path(marker).write_text(f"{number}\n")
         os._exit(17)
 
 
@@ -61,7 +61,7 @@ def train_trial(config: dict, dataset: Dataset, training: dict) -> None:
     node_id = ray.get_runtime_context().get_node_id()
 
     def report(metrics: dict) -> None:
-        _crash_once_for_tests(metrics["epoch"])
+        _crash_once_for_tests(config.get("number", -1), metrics["epoch"])
         metrics = {**metrics, "node_id": node_id}
         with tempfile.TemporaryDirectory() as directory:
             trainer.save_checkpoint(Path(directory) / CHECKPOINT_FILE)

@@ -19,6 +19,7 @@ COMMANDS = {
     "train": "train",
     "run": "run",
     "resume": "resume",
+    "status": "status",
     "pareto": "pareto",
     "report": "report",
     "dashboard": "dashboard",

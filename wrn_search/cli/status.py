@@ -1,0 +1,65 @@
+"""``wrn-search status``: where a run stands, read from its study and logs (safe while it runs)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "show a run's trials by state, the best so far, epochs done, and what a resume would do"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds run.json)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def summarize(run_dir: str) -> dict:
+    from ..results import load_run
+    from ..rundir import RunManifest
+
+    manifest = RunManifest.load(run_dir)
+    frame = load_run(run_dir)
+    states = {str(state): int(count) for state, count in frame["state"].value_counts().items()}
+    complete = frame[frame["state"] == "COMPLETE"]
+    best = complete.sort_values(["val_error", "params"]).head(1)
+    unfinished = int(frame["state"].isin(["RUNNING", "WAITING"]).sum())
+    remaining = max(0, manifest.samples - len(frame) + unfinished)
+    return {
+        "run_dir": str(run_dir),
+        "name": manifest.name,
+        "study_name": manifest.study_name,
+        "samples": manifest.samples,
+        "trials": len(frame),
+        "states": states,
+        "epochs_done": int(frame["epochs"].fillna(0).sum()),
+        "full_epochs": manifest.epochs,
+        "best": None if best.empty else {key: _plain(best.iloc[0][key]) for key in
+                                         ("number", "trial_id", "name", "params", "macs", "val_error")},
+        "resume_would": {"continue_unfinished": unfinished, "start_new": max(0, remaining - unfinished)},
+    }
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def run(args: argparse.Namespace) -> int:
+    summary = summarize(args.run_dir)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return 0
+    print(f"run {summary['name']}  ({summary['run_dir']})")
+    print(f"trials: {summary['trials']} of {summary['samples']}  "
+          + "  ".join(f"{state}={count}" for state, count in sorted(summary["states"].items())))
+    print(f"epochs trained: {summary['epochs_done']} (full budget {summary['full_epochs']} per trial)")
+    best = summary["best"]
+    if best:
+        print(f"best so far: #{best['number']} {best['name']}  val error {best['val_error']:.4f}  "
+              f"params {best['params']:,}  MACs {best['macs']:,}")
+    todo = summary["resume_would"]
+    if todo["continue_unfinished"] or todo["start_new"]:
+        print(f"`wrn-search resume {summary['run_dir']}` would continue {todo['continue_unfinished']} unfinished "
+              f"trial(s) from their checkpoints and start {todo['start_new']} new one(s)")
+    else:
+        print("the run is complete; `wrn-search resume --samples N` can add trials")
+    return 0
