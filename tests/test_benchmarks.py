@@ -1,0 +1,47 @@
+"""The benchmark harness: the cost_model and a tiny loader benchmark through the CLI's code path, JSON rows."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import loader, run  # noqa: E402
+
+FIELDS = {"name": str, "ours": float, "baseline": float, "unit": str, "ratio": float, "device": str,
+          "workload": str, "checks": dict, "details": dict}
+
+
+def check_row(row: dict, name: str) -> None:
+    assert row["name"] == name
+    for field, kind in FIELDS.items():
+        assert isinstance(row[field], kind), field
+    assert row["ours"] > 0 and row["baseline"] > 0 and row["ratio"] > 0
+    assert row["checks"] and all(isinstance(value, bool) for value in row["checks"].values())
+
+
+def test_cost_model_through_the_cli(tmp_path, capsys):
+    out = tmp_path / "rows.json"
+    assert run.main(["--quick", "--only", "cost_model", "--threads", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert len(rows) == 1
+    check_row(rows[0], "cost_model")
+    assert rows[0]["checks"] == {"counts_agree_on_every_spec": True}
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split(" | ")[0].strip() == "figure" and "cost_model (specs/s)" in table
+
+
+def test_tiny_loader_benchmark(monkeypatch):
+    monkeypatch.setattr(run, "BENCHMARKS", {"loader": lambda quick, threads: loader.run(quick, threads, images=500)})
+    (row,) = run.run_benchmarks(["loader"], quick=True, threads=1)
+    check_row(json.loads(json.dumps(row.to_dict())), "loader")
+    assert row.checks["ours_pixels_are_exact_crop_flips"] and row.checks["baseline_pixels_are_exact_crop_flips"]
+    assert row.unit == "images/s"
+
+
+@pytest.mark.parametrize("bad", [["--only", "nope"], ["--threads", "x"]])
+def test_bad_arguments(bad):
+    with pytest.raises(SystemExit):
+        run.main(bad)
