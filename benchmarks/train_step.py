@@ -1,0 +1,109 @@
+"""Train step: WRN-16-4 on CIFAR-shaped batches, our Trainer vs the plain fp32 NCHW PyTorch loop.
+
+Ours is ``wrn_search.train.Trainer`` with its device defaults (bf16 autocast where
+the hardware has it, channels_last, the device-resident loader). The baseline is
+the loop from the PyTorch tutorials on the same network module in fp32 NCHW,
+fed by the torchvision DataLoader of the loader benchmark, SGD with Nesterov.
+Both are reported against a dense matmul measured in the same run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from wrn_search.data import Dataset, load_dataset
+from wrn_search.model import build_model
+from wrn_search.spec import WRNSpec
+from wrn_search.train import Trainer, TrainConfig
+
+from .cifar_files import cifar10_files, make_images
+from .common import Row, benchmark_device, describe_device, log, median_time, pin_threads, speedup
+from .loader import BATCH_SIZE, baseline_loader
+
+SPEC = "WRN-16-4"
+MATMUL_SIZE = 2048
+
+
+def matmul_flops(device: torch.device, dtype: torch.dtype, size: int = MATMUL_SIZE) -> float:
+    """FLOP/s of a dense ``size`` x ``size`` matmul, best of 10: the device's practical peak for ``dtype``."""
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+
+    def multiply() -> None:
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    return 2 * size**3 / min(median_time(multiply, repeats=1, warmup=int(i == 0)) for i in range(10))
+
+
+def ours(data: Dataset, spec: WRNSpec, epochs: int, threads: int) -> tuple[list[float], list[float], Trainer]:
+    """Images/s and mean training loss per epoch of ``Trainer.fit`` (the first epoch is the warm-up)."""
+    trainer = Trainer(spec, data, TrainConfig(epochs=epochs, batch_size=BATCH_SIZE, num_threads=threads))
+    history = trainer.fit().history
+    return [m["images_per_s"] for m in history], [m["train_loss"] for m in history], trainer
+
+
+def baseline(root: str, size: int, spec: WRNSpec, epochs: int, device: torch.device) -> tuple[list[float], list[float]]:
+    """The tutorial loop: fp32 NCHW, DataLoader batches copied to the device, SGD Nesterov."""
+    model = build_model(spec).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    loader = baseline_loader(root, device, indices=range(size))
+    rates, losses = [], []
+    model.train()
+    for _ in range(epochs):
+        start, seen, loss_sum = time.perf_counter(), 0, 0.0
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(y)
+            seen += len(y)
+        rates.append(seen / (time.perf_counter() - start))
+        losses.append(loss_sum / seen)
+    return rates, losses
+
+
+def run(quick: bool = False, threads: int | None = None) -> Row:
+    threads = pin_threads(threads)
+    device = benchmark_device()
+    spec = WRNSpec.parse(SPEC)
+    steps, repeats = (1, 3) if quick else (2, 5)
+    size = steps * BATCH_SIZE
+    log(f"train_step: {spec.name}, {steps} steps per epoch, 1 warm-up + {repeats} timed epochs per side")
+    with tempfile.TemporaryDirectory() as tmp, cifar10_files(tmp, *make_images(50_000)):
+        data = load_dataset("cifar10", root=tmp, val_fraction=0)
+        data = Dataset(data.info, data.train.take(np.arange(size)), data.val, data.test)
+        our_rates, our_losses, trainer = ours(data, spec, 1 + repeats, threads)
+        base_rates, base_losses = baseline(tmp, size, spec, 1 + repeats, device)
+    ours_rate, base_rate = statistics.median(our_rates[1:]), statistics.median(base_rates[1:])
+    train_flops = 3 * 2 * spec.macs(32, 10, 3)  # forward + backward ~ 3 forwards, 2 FLOPs per MAC
+    low = torch.bfloat16 if trainer.precision == "bf16" else torch.float32
+    peaks = {"bf16": matmul_flops(device, torch.bfloat16), "fp32": matmul_flops(device, torch.float32)}
+    ours_peak = peaks["bf16" if low is torch.bfloat16 else "fp32"]
+    details = {
+        "threads": threads, "precision": trainer.precision, "channels_last": trainer.channels_last,
+        "compile": trainer.config.compile, "train_flops_per_image": train_flops,
+        "matmul_flops_per_s": peaks,
+        "ours_flops_per_s": ours_rate * train_flops, "baseline_flops_per_s": base_rate * train_flops,
+        "ours_fraction_of_matmul": ours_rate * train_flops / ours_peak,
+        "baseline_fraction_of_fp32_matmul": base_rate * train_flops / peaks["fp32"],
+        "ours_epoch_losses": our_losses, "baseline_epoch_losses": base_losses,
+    }
+    checks = {"ours_loss_falls": our_losses[-1] < our_losses[0], "baseline_loss_falls": base_losses[-1] < base_losses[0]}
+    workload = (f"{spec.name} ({spec.num_params():,} params, {spec.macs() / 1e6:.0f}M MACs/image), batch {BATCH_SIZE}, "
+                f"32x32, epochs of {steps} step(s) on a CIFAR-format slice, median of {repeats} epochs after 1 "
+                f"warm-up; ours: {trainer.precision}, channels_last={trainer.channels_last}, "
+                f"compile={trainer.config.compile}; baseline: fp32 NCHW + DataLoader; "
+                f"{ours_rate * train_flops / 1e9:.0f} vs {base_rate * train_flops / 1e9:.0f} GFLOP/s = "
+                f"{details['ours_fraction_of_matmul']:.0%} of {'bf16' if low is torch.bfloat16 else 'fp32'} matmul vs "
+                f"{details['baseline_fraction_of_fp32_matmul']:.0%} of fp32 matmul")
+    return Row("train_step", ours_rate, base_rate, "images/s", speedup(ours_rate, base_rate, True),
+               describe_device(device, threads), workload, checks, details)
