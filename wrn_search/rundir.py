@@ -80,6 +80,7 @@ def write_atomic(path: Path, text: str) -> None:
     path = Path(path)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.chmod(temp, 0o644)  # mkstemp makes it private; these are plain result files
         with os.fdopen(handle, "w") as file:
             file.write(text)
             file.flush()

@@ -14,11 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import pareto
     from ..search import resume_search
-    from .run import quiet_ray_warnings
+    from .run import finish, quiet_ray_warnings
 
     quiet_ray_warnings()
-    run_dir = resume_search(args.run_dir, samples=args.samples, address=args.address)
-    print(f"wrn-search: results in {run_dir}")
-    return pareto.run(argparse.Namespace(run_dir=str(run_dir), x=None, csv=None, json=False))
+    return finish(resume_search(args.run_dir, samples=args.samples, address=args.address))

@@ -42,7 +42,6 @@ def quiet_ray_warnings() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import pareto
     from ..search import run_search
     from ..space import load_space
 
@@ -54,5 +53,15 @@ def run(args: argparse.Namespace) -> int:
     space = load_space(args.space).with_overrides(**overrides)
     run_dir = run_search(space, name=args.name, storage_path=args.storage_path, address=args.address,
                          study_storage=args.study_storage, verbose=0 if args.quiet else 1)
-    print(f"wrn-search: results in {run_dir}")
+    return finish(run_dir)
+
+
+def finish(run_dir) -> int:
+    """End of ``run`` and ``resume``: write the report, say where everything is, print the front."""
+    from ..dashboards.report import write_report
+    from . import pareto
+
+    report = write_report(run_dir, run_dir / "report.html")
+    print(f"wrn-search: results in {run_dir} (results.csv, pareto.csv); report: {report}")
+    print(f"wrn-search: live dashboard: wrn-search dashboard {run_dir}")
     return pareto.run(argparse.Namespace(run_dir=str(run_dir), x=None, csv=None, json=False))
