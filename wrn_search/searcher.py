@@ -88,6 +88,8 @@ class StudySearcher(OptunaSearch):
         self.run_dir = str(run_dir)
         self.samples = samples
         self.full_epochs = full_epochs
+        #: Tune trial ids whose re-run after an error was told as a new trial.
+        self.retried: set[str] = set()
 
     @property
     def study(self) -> optuna.Study:
@@ -115,27 +117,54 @@ class StudySearcher(OptunaSearch):
         return TrialState.COMPLETE, "completed"
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id not in self._ot_trials:
             return
-        self._completed_trials.add(trial_id)
         trial = self._ot_trials[trial_id]
         stored = self.study._storage.get_trial(trial._trial_id)
-        if stored.state.is_finished():
-            return  # told before a driver kill; Tune re-ran it from its last checkpoint
         state, outcome = self.classify(result, error)
+        rerun_after_error = (stored.state == TrialState.FAIL and stored.user_attrs.get("outcome") == "error"
+                             and trial_id not in self.retried)
+        if rerun_after_error and state != TrialState.FAIL:
+            # A resume re-ran a trial that had errored: record the finished run as a new trial.
+            self.retried.add(trial_id)
+            self._tell_retry(stored, trial_id, result, state, outcome)
+            return
+        if trial_id in self._completed_trials or stored.state.is_finished():
+            self._completed_trials.add(trial_id)
+            return  # told already, e.g. before a driver kill after which Tune re-ran it from its checkpoint
+        self._completed_trials.add(trial_id)
         epochs = int(result.get("epoch", 0)) if result else 0
         if not isinstance(self.metric, list) and result and result.get(self.metric) is not None \
                 and epochs not in stored.intermediate_values:
             trial.report(float(result[self.metric]), epochs)  # Tune skips on_trial_result for the last result
         trial.set_user_attr("outcome", outcome)
         trial.set_user_attr("epochs", epochs)
-        values = [float(result[key]) for key in self._objectives()] if state == TrialState.COMPLETE else None
-        self.study.tell(trial, values, state=state)
+        self.study.tell(trial, self._values(result, state), state=state)
+        self._log(trial_id, trial.number, stored.user_attrs, state, outcome, result)
+
+    def _tell_retry(self, failed: optuna.trial.FrozenTrial, trial_id: str, result: dict | None,
+                    state: TrialState, outcome: str) -> None:
+        """Keep the errored trial as FAIL and add the re-run as its own trial, with ``retry_of`` naming it."""
+        epochs = int(result.get("epoch", 0)) if result else 0
+        attrs = {**failed.user_attrs, "outcome": outcome, "epochs": epochs, "retry_of": failed.number}
+        values = self._values(result, state)
+        self.study.add_trial(optuna.trial.create_trial(
+            state=state, params=failed.params, distributions=failed.distributions, user_attrs=attrs,
+            values=values, intermediate_values=failed.intermediate_values if values is None else None,
+        ))
+        number = self.study.get_trials(deepcopy=False)[-1].number
+        self._log(trial_id, number, attrs, state, outcome, result)
+
+    def _values(self, result: dict | None, state: TrialState) -> list[float] | None:
+        return [float(result[key]) for key in self._objectives()] if state == TrialState.COMPLETE else None
+
+    def _log(self, trial_id: str | None, number: int, attrs: dict, state: TrialState, outcome: str,
+             result: dict | None) -> None:
         append_jsonl(Path(self.run_dir) / TRIAL_LOG, {
-            "trial_id": trial_id, "number": trial.number, "name": stored.user_attrs.get("name"),
-            "state": state.name, "outcome": outcome, "epochs": epochs,
+            "trial_id": trial_id, "number": number, "name": attrs.get("name"), "state": state.name,
+            "outcome": outcome, "epochs": int(result.get("epoch", 0)) if result else 0,
             "val_error": result.get("val_error") if result else None,
-            "params": stored.user_attrs.get("params"), "macs": stored.user_attrs.get("macs"), "time": time.time(),
+            "params": attrs.get("params"), "macs": attrs.get("macs"), "time": time.time(),
         })
 
     def _objectives(self) -> list[str]:
@@ -151,9 +180,5 @@ class StudySearcher(OptunaSearch):
                 continue
             self.study._storage.set_trial_user_attr(frozen._trial_id, "outcome", "lost")
             self.study.tell(frozen.number, state=TrialState.FAIL)
-            append_jsonl(Path(self.run_dir) / TRIAL_LOG, {
-                "trial_id": frozen.user_attrs.get("trial_id"), "number": frozen.number,
-                "name": frozen.user_attrs.get("name"), "state": "FAIL", "outcome": "lost", "epochs": 0,
-                "val_error": None, "params": frozen.user_attrs.get("params"),
-                "macs": frozen.user_attrs.get("macs"), "time": time.time(),
-            })
+            self._log(frozen.user_attrs.get("trial_id"), frozen.number, frozen.user_attrs, TrialState.FAIL,
+                      "lost", None)

@@ -1,0 +1,113 @@
+"""The searcher's bookkeeping without a Tune loop: states told, told once, retries, lost trials, budget."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from search_helpers import write_space
+from wrn_search.rundir import RunManifest, read_jsonl
+from wrn_search.searcher import StudySearcher, make_sampler, open_storage
+from wrn_search.space import load_space
+
+EPOCHS = 3
+
+
+def make_searcher(tmp_path, samples=4, write_manifest=True, **search) -> StudySearcher:
+    space = load_space(write_space(tmp_path, training={"epochs": EPOCHS}, search={"samples": samples, **search}))
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    if write_manifest:
+        RunManifest(name="t", study_name="t-study", storage=storage, objectives=list(space.search.objectives),
+                    directions=["minimize"] * len(space.search.objectives), tune_path=str(tmp_path / "tune"),
+                    dataset="digits", epochs=EPOCHS, samples=samples).save(tmp_path)
+    return StudySearcher(space, tmp_path, "t-study", storage, samples, EPOCHS)
+
+
+def result(epoch, val_error=0.1, params=1000, outcome="completed"):
+    return {"epoch": epoch, "training_iteration": epoch, "val_error": val_error, "params": params,
+            "macs": 5000, "outcome": outcome}
+
+
+def states(searcher):
+    return {t.number: (t.state, t.user_attrs.get("outcome")) for t in searcher.study.get_trials()}
+
+
+def test_states_told_and_told_once(tmp_path):
+    searcher = make_searcher(tmp_path)
+    configs = [searcher.suggest(f"t{i}") for i in range(4)]
+    assert [c["number"] for c in configs] == [0, 1, 2, 3]
+    assert all({"name", "params", "macs"} <= set(c) for c in configs)
+    searcher.on_trial_complete("t0", result(EPOCHS, 0.1, configs[0]["params"]))
+    searcher.on_trial_complete("t1", result(1, 0.5))
+    searcher.on_trial_complete("t2", result(2, 1.0, outcome="diverged"))
+    searcher.on_trial_complete("t3", None, error=True)
+    searcher.on_trial_complete("t0", result(EPOCHS, 0.9))  # a second completion is ignored
+    assert states(searcher) == {0: (TrialState.COMPLETE, "completed"), 1: (TrialState.PRUNED, "stopped_early"),
+                                2: (TrialState.FAIL, "diverged"), 3: (TrialState.FAIL, "error")}
+    assert searcher.study.trials[0].values == [0.1, configs[0]["params"]]
+    log = read_jsonl(tmp_path / "trials.jsonl")
+    assert [r["number"] for r in log] == [0, 1, 2, 3]
+    assert searcher.suggest("t4") is Searcher.FINISHED  # the sample budget is spent
+
+
+def test_an_errored_trial_rerun_by_resume_ends_complete(tmp_path):
+    searcher = make_searcher(tmp_path, samples=1)
+    config = searcher.suggest("t0")
+    searcher.on_trial_complete("t0", None, error=True)
+    searcher.on_trial_complete("t0", result(EPOCHS, 0.2, config["params"]))  # Tune re-ran it (resume_errored)
+    trials = searcher.study.get_trials()
+    assert [(t.state, t.user_attrs["outcome"]) for t in trials] == [(TrialState.FAIL, "error"),
+                                                                     (TrialState.COMPLETE, "completed")]
+    assert trials[1].params == trials[0].params and trials[1].user_attrs["retry_of"] == 0
+    assert searcher.study.best_trials[0].number == 1
+    assert [r["state"] for r in read_jsonl(tmp_path / "trials.jsonl")] == ["FAIL", "COMPLETE"]
+    searcher.on_trial_complete("t0", result(EPOCHS, 0.2, config["params"]))  # told once only
+    assert len(searcher.study.get_trials()) == 2
+
+
+def test_restore_fails_trials_asked_after_the_last_snapshot(tmp_path):
+    searcher = make_searcher(tmp_path)
+    searcher.suggest("t0")
+    searcher.save(str(tmp_path / "searcher.pkl"))  # Tune's experiment snapshot
+    searcher.suggest("t1")  # asked after it; then the driver is killed
+    restored = make_searcher(tmp_path)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert states(restored) == {0: (TrialState.RUNNING, None), 1: (TrialState.FAIL, "lost")}
+    restored.on_trial_complete("t0", result(EPOCHS))
+    assert states(restored)[0] == (TrialState.COMPLETE, "completed")
+
+
+def test_restore_reads_a_raised_sample_budget(tmp_path):
+    searcher = make_searcher(tmp_path, samples=1)
+    searcher.suggest("t0")
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    manifest = RunManifest.load(tmp_path)
+    manifest.samples = 2
+    manifest.save(tmp_path)
+    restored = make_searcher(tmp_path, samples=1, write_manifest=False)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("t1") is not Searcher.FINISHED
+    assert restored.suggest("t2") is Searcher.FINISHED
+
+
+def test_single_objective_records_the_last_epoch_as_intermediate_value(tmp_path):
+    searcher = make_searcher(tmp_path, objectives=["val_error"], scheduler="asha")
+    searcher.suggest("t0")
+    searcher.on_trial_result("t0", result(1, 0.5))
+    searcher.on_trial_complete("t0", result(2, 0.4))
+    trial = searcher.study.trials[0]
+    assert trial.state == TrialState.PRUNED and trial.intermediate_values == {1: 0.5, 2: 0.4}
+
+
+def test_samplers_and_storages(tmp_path):
+    space = load_space(write_space(tmp_path))
+    for name, cls in [("tpe", optuna.samplers.TPESampler), ("nsga2", optuna.samplers.NSGAIISampler),
+                      ("random", optuna.samplers.RandomSampler), ("qmc", optuna.samplers.QMCSampler),
+                      ("gp", optuna.samplers.GPSampler)]:
+        assert isinstance(make_sampler(space.with_overrides(sampler=name)), cls)
+    journal = open_storage(str(tmp_path / "study.log"))
+    assert isinstance(journal, optuna.storages.JournalStorage)
+    with pytest.raises(ValueError, match="^study-storage: cannot open"):
+        open_storage("nosuchdialect://nowhere")
