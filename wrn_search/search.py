@@ -14,6 +14,8 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -137,10 +139,12 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
                          "start one with `ray start --head` or leave out --address") from None
 
 
-def connect_ray(address: str | None) -> bool:
-    """Join ``address`` or start a local Ray; returns whether this call started it (and must stop it)."""
+@contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Join ``address`` or start a local Ray for the block; stop only what this call started."""
     if ray.is_initialized():
-        return False
+        yield
+        return
     if address:
         check_reachable(address)
     kwargs = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False}
@@ -150,7 +154,10 @@ def connect_ray(address: str | None) -> bool:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(f"address: cannot join a Ray cluster at {address!r} ({reason}); "
                          "start one with `ray start --head` or leave out --address") from None
-    return True
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def build_trainable(space: SearchSpace, dataset: Dataset):
@@ -200,8 +207,7 @@ def run_search(
     if study_storage is not None:
         open_storage(study_storage)
     dataset = load_space_dataset(space)
-    started_ray = connect_ray(address)
-    try:
+    with ray_session(address):
         run_dir.mkdir(parents=True)
         storage_url = study_storage or f"sqlite:///{run_dir / STUDY_FILE}"
         manifest = RunManifest(
@@ -230,9 +236,6 @@ def run_search(
             ),
         )
         tuner.fit()
-    finally:
-        if started_ray:
-            ray.shutdown()
     write_results(run_dir)
     return run_dir
 
@@ -251,17 +254,13 @@ def resume_search(run_dir: str | Path, samples: int | None = None, address: str 
         raise ValueError(f"run_dir: {run_dir} has no Ray experiment to restore at {manifest.tune_path}")
     open_storage(manifest.storage)
     dataset = load_space_dataset(space)
-    started_ray = connect_ray(address)
-    try:
+    with ray_session(address):
         manifest.save(run_dir)
         record_command(run_dir, argv)
         print(f"wrn-search: resuming {run_dir}", flush=True)
         tuner = tune.Tuner.restore(manifest.tune_path, build_trainable(space, dataset),
                                    resume_unfinished=True, resume_errored=True)
         tuner.fit()
-    finally:
-        if started_ray:
-            ray.shutdown()
     write_results(run_dir)
     return run_dir
 
