@@ -77,12 +77,13 @@ def describe_device(device: torch.device, threads: int) -> str:
 
 
 def start_ray() -> None:
-    """A private local Ray whose workers can import this package (by PYTHONPATH, inherited from here)."""
+    """A private local Ray (never an existing cluster) whose workers can import this package (by PYTHONPATH, inherited from here)."""
     import ray
 
     paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR",
+             log_to_driver=False)  # "local": never join a cluster another process left running
 
 
 def stop_ray() -> None:
