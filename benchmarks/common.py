@@ -77,7 +77,7 @@ def describe_device(device: torch.device, threads: int) -> str:
 
 
 def start_ray() -> None:
-    """A private local Ray (never an existing cluster) whose workers can import this package (by PYTHONPATH, inherited from here)."""
+    """A private local Ray whose workers can import this package (by PYTHONPATH, inherited from here)."""
     import ray
 
     paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
