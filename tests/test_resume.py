@@ -51,8 +51,9 @@ def test_kill_the_driver_then_resume(tmp_path):
     try:
         def some_finished_and_some_mid_training() -> bool:
             finished = {r["number"] for r in read_jsonl(run_dir / "trials.jsonl")}
-            started = {r["number"] for r in read_jsonl(run_dir / "epochs.jsonl")}
-            return len(finished) >= 2 and bool(started - finished)
+            # Three checkpoints in, a trial has forced an experiment snapshot (num_to_keep=2), so Ray knows it.
+            running = {r["number"] for r in read_jsonl(run_dir / "epochs.jsonl") if r["epoch"] >= 3}
+            return len(finished) >= 2 and bool(running - finished)
 
         wait_for(some_finished_and_some_mid_training, 240, "finished and running trials")
         os.kill(driver.pid, signal.SIGKILL)
@@ -78,9 +79,12 @@ def test_kill_the_driver_then_resume(tmp_path):
         assert len(rows) == 1
         assert rows.iloc[0]["val_error"] == pytest.approx(record["val_error"])
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    assert len(complete) == (results["state"] == "COMPLETE").sum() == 8  # every asked trial finished
+    assert len(complete) == (results["state"] == "COMPLETE").sum() == 8  # the sample budget, all finished
     after = pd.DataFrame(read_jsonl(run_dir / "epochs.jsonl")).iloc[lines_before:]
-    for number in interrupted:
+    lost = {t.number for t in study.trials if t.user_attrs.get("outcome") == "lost"}
+    assert all(study.trials[n].state.name == "FAIL" for n in lost)  # asked after Ray's last snapshot
+    assert interrupted - lost, "no trial was caught mid-training by Ray's snapshot"
+    for number in interrupted - lost:
         epochs = after[after["number"] == number]["epoch"].tolist()
         assert epochs and epochs[0] > 1, f"trial {number} restarted from epoch 1: {epochs}"
     pareto = pd.read_csv(run_dir / "pareto.csv")

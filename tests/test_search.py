@@ -94,13 +94,14 @@ def test_trials_spread_over_two_nodes(tmp_path):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)
     try:
-        space = write_space(tmp_path, search={"samples": 4, "scheduler": "none"}, training={"epochs": 6})
+        # Trials long enough that the second node's worker has started (imports torch) before the search ends.
+        space = write_space(tmp_path, search={"samples": 6, "scheduler": "none"}, training={"epochs": 15})
         run_dir = run_search(load_space(space), name="cluster", storage_path=str(tmp_path / "runs"),
                              address=cluster.address, verbose=0)
     finally:
         ray.shutdown()
         cluster.shutdown()
-    check_run_is_consistent(run_dir, 6)
+    check_run_is_consistent(run_dir, 15)
     nodes = {record["node_id"] for record in read_jsonl(run_dir / "epochs.jsonl")}
     assert len(nodes) == 2
 
