@@ -1,14 +1,22 @@
 """The live dashboard: a small stdlib HTTP server whose page re-fetches the run's views every few seconds.
 
 It serves three fixed routes and nothing else (no file system paths, so no
-traversal), reads the run on each refresh, and stops cleanly on Ctrl-C.
+traversal), reads the run on each refresh, and stops cleanly on Ctrl-C. The
+same loop serves optuna-dashboard's WSGI app for ``--optuna``.
+
+Requests are handled in threads, so a Ctrl-C always reaches the serving loop:
+in a single-threaded server (optuna-dashboard's own ``run_server``) it can land
+inside a request, where wsgiref logs it and keeps serving.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from socketserver import BaseServer, ThreadingMixIn
 from urllib.parse import urlsplit
+from wsgiref.simple_server import WSGIServer, make_server
 
 from plotly.offline import get_plotlyjs
 
@@ -31,15 +39,8 @@ class DashboardServer(ThreadingHTTPServer):
             "/plotly.min.js": ("text/javascript; charset=utf-8", get_plotlyjs().encode()),
             "/api/views.json": ("application/json", None),
         }
-        try:
+        with listen_errors(host, port):
             super().__init__((host, port), DashboardHandler)
-        except OSError as error:
-            raise ValueError(f"port: cannot listen on {host}:{port} ({error.strerror or error})") from None
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
 
 
 class DashboardHandler(BaseHTTPRequestHandler):
@@ -68,13 +69,40 @@ class DashboardHandler(BaseHTTPRequestHandler):
         """Quiet: the page polls every few seconds; errors are still logged."""
 
 
-def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8050) -> None:
-    """Serve until Ctrl-C, then release the port."""
-    server = DashboardServer(run_dir, host, port)
-    print(f"wrn-search dashboard: serving {server.run_dir} at {server.url} (Ctrl-C to stop)", flush=True)
+class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+@contextmanager
+def listen_errors(host: str, port: int):
+    """A port in use or an unknown host is bad input (exit 2), not a traceback."""
+    try:
+        yield
+    except OSError as error:
+        raise ValueError(f"port: cannot listen on {host}:{port} ({error.strerror or error})") from None
+
+
+def serve_until_interrupted(server: BaseServer, what: str) -> None:
+    """Serve until Ctrl-C (KeyboardInterrupt), then release the port."""
+    host, port = server.server_address[:2]
+    print(f"wrn-search dashboard: serving {what} at http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+
+
+def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8050) -> None:
+    server = DashboardServer(run_dir, host, port)
+    serve_until_interrupted(server, str(server.run_dir))
+
+
+def serve_optuna(storage, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """optuna-dashboard (its documented ``wsgi`` app) on an Optuna storage."""
+    import optuna_dashboard
+
+    with listen_errors(host, port):
+        server = make_server(host, port, optuna_dashboard.wsgi(storage), server_class=ThreadingWSGIServer)
+    serve_until_interrupted(server, "optuna-dashboard")

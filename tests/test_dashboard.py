@@ -28,6 +28,11 @@ def run_dir(tmp_path):
     return make_run(tmp_path / "live-run", dataset="cifar100")
 
 
+def base_url(server: DashboardServer) -> str:
+    host, port = server.server_address[:2]
+    return f"http://{host}:{port}/"
+
+
 @pytest.fixture
 def server(run_dir):
     server = DashboardServer(run_dir, "127.0.0.1", 0)
@@ -48,22 +53,22 @@ def get(url: str) -> tuple[int, bytes]:
 
 
 def test_routes_are_fixed(server):
-    status, page = get(server.url)
+    status, page = get(base_url(server))
     assert status == 200 and b'src="plotly.min.js"' in page and b"api/views.json" in page
-    assert get(server.url + "plotly.min.js")[0] == 200
+    assert get(base_url(server) + "plotly.min.js")[0] == 200
     for path in ("run.json", "study.db", "../run.json", "%2e%2e/run.json", "api/../run.json", "etc/passwd"):
-        assert get(server.url + path)[0] == 404, path
-    request = urllib.request.Request(server.url, data=b"x", method="POST")
+        assert get(base_url(server) + path)[0] == 404, path
+    request = urllib.request.Request(base_url(server), data=b"x", method="POST")
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(request, timeout=10)
     assert error.value.code == 501
 
 
 def test_views_refresh_while_the_search_runs(server, run_dir):
-    views = json.loads(get(server.url + "api/views.json")[1])
+    views = json.loads(get(base_url(server) + "api/views.json")[1])
     assert views["front_size"] == 3 and "8 trials" in views["summary"]
     add_trials(run_dir, (FakeTrial("WRN-13-1-B(1,3,1)", 0.01),))  # a new trial finishes
-    views = json.loads(get(server.url + "api/views.json")[1])
+    views = json.loads(get(base_url(server) + "api/views.json")[1])
     assert "9 trials" in views["summary"] and views["front_size"] == 1
 
 
@@ -77,7 +82,7 @@ def test_bad_run_dir_and_busy_port(tmp_path, server, capsys):
 
 @requires_chromium
 def test_chromium_renders_the_live_front(server, tmp_path):
-    dom = render(server.url, tmp_path, "dashboard.png")
+    dom = render(base_url(server), tmp_path, "dashboard.png")
     status = re.search(r'<div id="status">([^<]*)', dom).group(1)
     assert status.startswith("updated "), status
     assert count_trace_points(dom, "pareto-params", PARETO_UID) == 3

@@ -37,14 +37,18 @@ def study_storage(run_dir: Path, manifest: RunManifest) -> str:
     return storage
 
 
-def open_study(run_dir: Path, manifest: RunManifest):
-    """The run's study (SQLite, any SQLAlchemy URL, or a journal file)."""
-    import optuna
-
+def open_run_storage(run_dir: Path, manifest: RunManifest):
+    """The run's Optuna storage (SQLite, any SQLAlchemy URL, or a journal file)."""
     from .searcher import open_storage
 
+    return open_storage(study_storage(run_dir, manifest))
+
+
+def open_study(run_dir: Path, manifest: RunManifest):
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=manifest.study_name, storage=open_storage(study_storage(run_dir, manifest)))
+    return optuna.load_study(study_name=manifest.study_name, storage=open_run_storage(run_dir, manifest))
 
 
 def load_curves(run_dir: str | Path) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from pathlib import Path
 
 HELP = "serve a live dashboard of a run (refreshes while the search runs); --optuna starts optuna-dashboard"
 
@@ -32,32 +33,17 @@ def stop_on_signals() -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port: must be in 0..65535, got {args.port}")
+    from ..dashboards.live import serve, serve_optuna
+    from ..results import open_run_storage
+    from ..rundir import RunManifest
+
     stop_on_signals()
     if args.host not in LOOPBACK:
         print(f"wrn-search dashboard: warning: listening on {args.host}, reachable from the network "
               "without authentication", file=sys.stderr)
     if args.optuna:
-        return run_optuna_dashboard(args)
-    from ..dashboards.live import serve
-
-    serve(args.run_dir, args.host, args.port)
-    return 0
-
-
-def run_optuna_dashboard(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    import optuna_dashboard
-
-    from ..results import study_storage
-    from ..rundir import RunManifest
-    from ..searcher import open_storage
-
-    run_dir = Path(args.run_dir).resolve()
-    storage = open_storage(study_storage(run_dir, RunManifest.load(run_dir)))
-    print(f"wrn-search dashboard: optuna-dashboard at http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
-    try:
-        optuna_dashboard.run_server(storage, host=args.host, port=args.port)
-    except KeyboardInterrupt:
-        pass
+        run_dir = Path(args.run_dir).resolve()
+        serve_optuna(open_run_storage(run_dir, RunManifest.load(run_dir)), args.host, args.port)
+    else:
+        serve(args.run_dir, args.host, args.port)
     return 0
