@@ -91,8 +91,16 @@ def local_gpu_memory() -> int:
 
 
 def trial_resources(space: SearchSpace):
+    """Tune's resource request per trial; needs a connected Ray to check what the cluster has."""
     resources = space.resources
+    cluster = ray.cluster_resources()
+    for key, wanted in (("CPU", resources.cpus_per_trial), ("GPU", resources.gpus_per_trial)):
+        if wanted != "auto" and wanted > cluster.get(key, 0):
+            raise ValueError(f"{key.lower()}s_per_trial: {wanted} asked, but the Ray cluster has "
+                             f"{cluster.get(key, 0):g} {key}s")
     if resources.gpus_per_trial == "auto":
+        if not cluster.get("GPU"):
+            return {"cpu": resources.cpus_per_trial, "gpu": 0}  # auto on a cluster without GPUs: CPU trials
         batch_size = space.training.get("batch_size", 128)
         return AutoGPUResources(resources.cpus_per_trial, local_gpu_memory(), space.dataset.name, batch_size)
     return {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
@@ -147,7 +155,7 @@ def ray_session(address: str | None) -> Iterator[None]:
         return
     if address:
         check_reachable(address)
-    kwargs = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False}
+    kwargs = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False}
     try:
         ray.init(address=address or "local", **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as error:
@@ -208,6 +216,7 @@ def run_search(
         open_storage(study_storage)
     dataset = load_space_dataset(space)
     with ray_session(address):
+        trainable = build_trainable(space, dataset)
         run_dir.mkdir(parents=True)
         storage_url = study_storage or f"sqlite:///{run_dir / STUDY_FILE}"
         manifest = RunManifest(
@@ -223,7 +232,7 @@ def run_search(
         searcher = StudySearcher(space, run_dir, manifest.study_name, storage_url, manifest.samples,
                                  manifest.epochs)
         tuner = tune.Tuner(
-            build_trainable(space, dataset),
+            trainable,
             tune_config=tune.TuneConfig(
                 search_alg=searcher, scheduler=make_scheduler(space, run_dir), num_samples=-1,
                 max_concurrent_trials=space.search.max_concurrent, reuse_actors=True,
