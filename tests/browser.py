@@ -24,20 +24,14 @@ requires_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed: apt-get update && apt-get install -y chromium")
 
 
-def chromium(url: str, profile: Path, *extra: str) -> str:
-    """Run Chromium once on ``url`` with a fresh profile; return its stdout."""
+def render(url: str, tmp_path: Path, screenshot_name: str) -> str:
+    """The DOM after the page has rendered (fresh profile); also saves a screenshot as a test artifact."""
+    ARTIFACTS.mkdir(exist_ok=True)
     result = subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={BUDGET_MS}", *extra, url],
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--virtual-time-budget={BUDGET_MS}",
+         "--window-size=1280,2700", f"--screenshot={ARTIFACTS / screenshot_name}", "--dump-dom", url],
         capture_output=True, text=True, timeout=90, check=True)
     return result.stdout
-
-
-def render(url: str, tmp_path: Path, screenshot_name: str) -> str:
-    """The DOM after the page has rendered; also saves a full-page screenshot as a test artifact."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    dom = chromium(url, tmp_path / "profile-dom", "--dump-dom")
-    chromium(url, tmp_path / "profile-shot", "--window-size=1280,2700", f"--screenshot={ARTIFACTS / screenshot_name}")
-    return dom
 
 
 class _PointCounter(HTMLParser):
