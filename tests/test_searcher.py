@@ -9,7 +9,9 @@ from ray.tune.search import Searcher
 
 from search_helpers import write_space
 from wrn_search.rundir import RunManifest, read_jsonl
-from wrn_search.searcher import StudySearcher, make_sampler, open_storage
+from wrn_search.results import load_run
+from wrn_search.rundir import open_storage
+from wrn_search.searcher import StudySearcher, make_sampler
 from wrn_search.space import load_space
 
 EPOCHS = 3
@@ -65,6 +67,8 @@ def test_an_errored_trial_rerun_by_resume_ends_complete(tmp_path):
     assert [r["state"] for r in read_jsonl(tmp_path / "trials.jsonl")] == ["FAIL", "COMPLETE"]
     searcher.on_trial_complete("t0", result(EPOCHS, 0.2, config["params"]))  # told once only
     assert len(searcher.study.get_trials()) == 2
+    frame = load_run(tmp_path)
+    assert frame.set_index("number")["outcome"].to_dict() == {0: "retried", 1: "completed"}
 
 
 def test_restore_fails_trials_asked_after_the_last_snapshot(tmp_path):

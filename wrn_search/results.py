@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from .pareto import pareto_front
-from .rundir import EPOCH_LOG, PARETO_CSV, RESULTS_CSV, STUDY_FILE, TRIAL_LOG, RunManifest, read_jsonl
+from .rundir import (EPOCH_LOG, PARETO_CSV, RESULTS_CSV, STUDY_FILE, TRIAL_LOG, RunManifest, open_storage,
+                     read_jsonl)
 
 #: Leading columns of :func:`load_run`; user attributes the search adds follow them.
 COLUMNS = [
@@ -39,8 +40,6 @@ def study_storage(run_dir: Path, manifest: RunManifest) -> str:
 
 def open_run_storage(run_dir: Path, manifest: RunManifest):
     """The run's Optuna storage (SQLite, any SQLAlchemy URL, or a journal file)."""
-    from .searcher import open_storage
-
     return open_storage(study_storage(run_dir, manifest))
 
 
@@ -108,6 +107,9 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
             frame[column] = pd.Series(dtype=object if column in ("trial_id", "name", "block", "outcome") else float)
     for column in INTEGER_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").round().astype("Int64")
+    if "retry_of" in frame:  # an errored trial that a resume re-ran as a new trial
+        retried = frame["retry_of"].dropna().astype(int)
+        frame.loc[frame["number"].isin(retried), "outcome"] = "retried"
     return frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
 
 

@@ -75,6 +75,21 @@ class RunManifest:
         return cls(**{key: value for key, value in data.items() if key in known})
 
 
+def open_storage(url: str):
+    """An Optuna storage: a SQLAlchemy URL, or a journal file (a path ending in .log or .jsonl)."""
+    import optuna
+
+    try:
+        if "://" not in url and url.endswith((".log", ".jsonl")):
+            from optuna.storages.journal import JournalFileBackend
+
+            return optuna.storages.JournalStorage(JournalFileBackend(url))
+        return optuna.storages.RDBStorage(url)
+    except Exception as error:  # SQLAlchemy raises many kinds; all mean "cannot open"
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"study-storage: cannot open {url!r}: {reason}") from None
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temp file and a rename: readers never see half a file."""
     path = Path(path)
@@ -92,10 +107,17 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def append_jsonl(path: Path, record: dict) -> None:
-    """Append one JSON line and fsync it, so a kill right after loses nothing already appended."""
+    """Append one JSON line and fsync it, so a kill right after loses nothing already appended.
+
+    A line torn by an earlier kill is closed first, so the new record starts a line of its own.
+    """
     line = json.dumps(record, default=_jsonable) + "\n"
-    with open(path, "a") as file:
-        file.write(line)
+    with open(path, "a+b") as file:
+        if file.tell() > 0:
+            file.seek(-1, os.SEEK_END)
+            if file.read(1) != b"\n":
+                line = "\n" + line
+        file.write(line.encode())
         file.flush()
         os.fsync(file.fileno())
 

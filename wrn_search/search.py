@@ -26,10 +26,10 @@ from ray.tune.schedulers import HyperBandScheduler, MedianStoppingRule, TrialSch
 
 from .data import Dataset, dataset_info, load_dataset
 from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_STATE, SPACE_FILE, STUDY_FILE, TUNE_DIR, RunManifest,
-                     append_jsonl)
+                     append_jsonl, open_storage)
 from .results import write_results
 from .schedulers import SuccessiveHalving
-from .searcher import StudySearcher, make_sampler, open_storage
+from .searcher import StudySearcher, make_sampler
 from .space import SearchSpace, load_space
 from .spec import WRNSpec
 from .trainable import train_trial

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from .rundir import TRIAL_LOG, RunManifest, append_jsonl
+from .rundir import TRIAL_LOG, RunManifest, append_jsonl, open_storage
 from .space import SearchSpace
 from .spec import WRNSpec
 
@@ -48,19 +48,6 @@ def make_sampler(space: SearchSpace, seed: int | None = None) -> optuna.samplers
             return optuna.samplers.GPSampler(seed=seed)
         return optuna.samplers.QMCSampler(seed=seed)
     raise ValueError(f"sampler: unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage: a SQLAlchemy URL, or a journal file (a path ending in .log or .jsonl)."""
-    try:
-        if "://" not in url and url.endswith((".log", ".jsonl")):
-            from optuna.storages.journal import JournalFileBackend
-
-            return optuna.storages.JournalStorage(JournalFileBackend(url))
-        return optuna.storages.RDBStorage(url)
-    except Exception as error:  # SQLAlchemy raises many kinds; all mean "cannot open"
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"study-storage: cannot open {url!r}: {reason}") from None
 
 
 def spec_attributes(name: str) -> dict:
