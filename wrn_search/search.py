@@ -151,6 +151,9 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
 def ray_session(address: str | None) -> Iterator[None]:
     """Join ``address`` or start a local Ray for the block; stop only what this call started."""
     if ray.is_initialized():
+        if address:
+            raise ValueError(f"address: this process is already connected to Ray; call ray.shutdown() "
+                             f"before joining {address!r}")
         yield
         return
     if address:
