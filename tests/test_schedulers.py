@@ -6,12 +6,12 @@ import math
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from wrn_search.schedulers import (SuccessiveHalving, crowding_distances, dominates, non_dominated_ranks,
-                                   promotes, rung_milestones)
+from wrn_search.schedulers import (SuccessiveHalving, crowding_distances, non_dominated_ranks, promotes,
+                                   rung_milestones)
 
 
 def test_dominance_and_ranks():
-    assert dominates((0.1, 100), (0.2, 100)) and not dominates((0.1, 100), (0.1, 100))
+    assert non_dominated_ranks([(0.1, 100), (0.2, 100), (0.1, 100)]) == [0, 1, 0]  # equal points do not dominate
     points = [(0.10, 1000), (0.20, 100), (0.15, 500), (0.30, 1000), (0.25, 2000)]
     assert non_dominated_ranks(points) == [0, 0, 0, 1, 1]
     assert non_dominated_ranks([(0.1, 1), (0.2, 2), (0.3, 3)]) == [0, 1, 2]

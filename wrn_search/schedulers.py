@@ -22,30 +22,27 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from .pareto import non_dominated
 from .rundir import write_atomic
 
 Point = tuple[float, ...]
 
 
-def dominates(a: Point, b: Point) -> bool:
-    """``a`` is no worse than ``b`` in every (minimised) objective and better in one."""
-    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
-
-
 def non_dominated_ranks(points: Sequence[Point]) -> list[int]:
     """Front index of every point (0 = non-dominated), by repeatedly peeling fronts."""
-    ranks = [-1] * len(points)
-    remaining = set(range(len(points)))
-    front_index = 0
-    while remaining:
-        front = {i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining if j != i)}
-        for i in front:
-            ranks[i] = front_index
-        remaining -= front
-        front_index += 1
-    return ranks
+    values = np.asarray(points, dtype=float)
+    ranks = np.zeros(len(values), dtype=int)
+    remaining = np.arange(len(values))
+    front = 0
+    while remaining.size:
+        on_front = non_dominated(values[remaining])
+        ranks[remaining[on_front]] = front
+        remaining = remaining[~on_front]
+        front += 1
+    return ranks.tolist()
 
 
 def crowding_distances(points: Sequence[Point], members: Sequence[int]) -> dict[int, float]:
