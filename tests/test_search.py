@@ -111,6 +111,7 @@ def test_cli_refuses_an_existing_run_directory(tmp_path):
         (["--study-storage", "nosuchdialect://x"], "study-storage"),
         (["--samples", "0"], "samples"),
         (["--gpus-per-trial", "1"], "gpus_per_trial"),
+        (["--address", "ray://127.0.0.1:10001"], "Ray Client"),
     ],
 )
 def test_cli_bad_input_writes_nothing(tmp_path, extra, message):

@@ -186,6 +186,13 @@ def test_bad_fields(kwargs, field):
         WRNSpec(**kwargs)
 
 
+def test_names_carry_rounded_values_exactly():
+    spec = WRNSpec(2, 2.333333333, dropout=0.00004999)
+    assert (spec.widen_factor, spec.dropout) == (2.3333, 0.0)
+    spec = WRNSpec(2, 1.23456, dropout=0.123456)
+    assert spec.name == "WRN-16-1.2346-B(3,3)-d0.1235" and WRNSpec.parse(spec.name) == spec
+
+
 def test_fractional_k_rounds_channels_and_integer_k_is_exact():
     assert WRNSpec(1, 2.5).widths == (40, 80, 160)
     assert WRNSpec(1, 10).widths == (160, 320, 640)

@@ -22,11 +22,10 @@ from .pareto import pareto_front
 from .results import load_run
 from .rundir import RunManifest
 from .spec import WRNSpec
-from .train import CHECKPOINT_FORMAT
+from .train import CHECKPOINT_FILE, CHECKPOINT_FORMAT
 
 FORMATS = ("state_dict", "torchscript", "onnx")
 WEIGHT_FILES = {"state_dict": "model.pt", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
-CHECKPOINT_FILE = "checkpoint.pt"
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
 
 

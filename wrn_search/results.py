@@ -44,10 +44,17 @@ def open_run_storage(run_dir: Path, manifest: RunManifest):
 
 
 def open_study(run_dir: Path, manifest: RunManifest):
+    """The run's study, read-only in spirit: a missing SQLite file is an error, never created empty."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=manifest.study_name, storage=open_run_storage(run_dir, manifest))
+    storage = study_storage(run_dir, manifest)
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
+        raise ValueError(f"run_dir: {run_dir} has no study yet ({storage} is missing)")
+    try:
+        return optuna.load_study(study_name=manifest.study_name, storage=open_storage(storage))
+    except KeyError:
+        raise ValueError(f"run_dir: study {manifest.study_name!r} is not in {storage}") from None
 
 
 def load_curves(run_dir: str | Path) -> pd.DataFrame:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import ray
 from ray import tune
-from ray.tune.execution.placement_groups import PlacementGroupFactory
 from ray.tune.schedulers import HyperBandScheduler, MedianStoppingRule, TrialScheduler
 
 from .data import Dataset, dataset_info, load_dataset
@@ -32,6 +31,7 @@ from .schedulers import SuccessiveHalving
 from .searcher import StudySearcher, make_sampler
 from .space import SearchSpace, load_space
 from .spec import WRNSpec
+from .train import TrainConfig
 from .trainable import train_trial
 
 DEFAULT_STORAGE_PATH = "wrn-runs"
@@ -61,25 +61,29 @@ class AutoGPUResources:
     """Per-trial resources for ``gpus_per_trial: auto``: small nets share a GPU, big ones get one.
 
     The share is the smallest of 1/8, 1/4, 1/2 whose memory holds the cost model's
-    training-memory estimate with 50% headroom (a picklable callable, as Tune requires).
+    training-memory estimate with 50% headroom, plus the trial's on-device copy of the
+    dataset and a CUDA context (a picklable callable, as Tune requires).
     """
 
     SHARES = (0.125, 0.25, 0.5)
+    CUDA_CONTEXT_BYTES = 600 * 2**20
 
-    def __init__(self, cpus: float, gpu_memory_bytes: int, dataset: str, batch_size: int):
+    def __init__(self, cpus: float, gpu_memory_bytes: int, dataset: str, batch_size: int, data_bytes: int = 0):
         self.cpus = cpus
         self.gpu_memory_bytes = gpu_memory_bytes
         self.dataset = dataset
         self.batch_size = batch_size
+        self.data_bytes = data_bytes
 
     def gpu_share(self, config: dict) -> float:
         info = dataset_info(self.dataset)
-        need = 1.5 * WRNSpec.parse(config["name"]).train_memory_bytes(
+        training = WRNSpec.parse(config["name"]).train_memory_bytes(
             info.input_size, config.get("batch_size", self.batch_size), 2, info.num_classes, info.in_channels)
+        need = 1.5 * training + self.data_bytes + self.CUDA_CONTEXT_BYTES
         return next((share for share in self.SHARES if need <= share * self.gpu_memory_bytes), 1.0)
 
-    def __call__(self, config: dict) -> PlacementGroupFactory:
-        return PlacementGroupFactory([{"CPU": self.cpus, "GPU": self.gpu_share(config)}])
+    def __call__(self, config: dict) -> tune.PlacementGroupFactory:
+        return tune.PlacementGroupFactory([{"CPU": self.cpus, "GPU": self.gpu_share(config)}])
 
 
 def local_gpu_memory() -> int:
@@ -90,19 +94,22 @@ def local_gpu_memory() -> int:
     return DEFAULT_GPU_MEMORY_BYTES
 
 
-def trial_resources(space: SearchSpace):
+def trial_resources(space: SearchSpace, dataset: Dataset):
     """Tune's resource request per trial; needs a connected Ray to check what the cluster has."""
     resources = space.resources
-    cluster = ray.cluster_resources()
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
     for key, wanted in (("CPU", resources.cpus_per_trial), ("GPU", resources.gpus_per_trial)):
-        if wanted != "auto" and wanted > cluster.get(key, 0):
-            raise ValueError(f"{key.lower()}s_per_trial: {wanted} asked, but the Ray cluster has "
-                             f"{cluster.get(key, 0):g} {key}s")
+        largest = max((node.get(key, 0) for node in nodes), default=0)
+        if wanted != "auto" and wanted > largest:
+            raise ValueError(f"{key.lower()}s_per_trial: {wanted:g} asked, but the largest Ray node has "
+                             f"{largest:g} {key}s (a trial runs on one node)")
     if resources.gpus_per_trial == "auto":
-        if not cluster.get("GPU"):
+        if not any(node.get("GPU") for node in nodes):
             return {"cpu": resources.cpus_per_trial, "gpu": 0}  # auto on a cluster without GPUs: CPU trials
-        batch_size = space.training.get("batch_size", 128)
-        return AutoGPUResources(resources.cpus_per_trial, local_gpu_memory(), space.dataset.name, batch_size)
+        batch_size = space.training.get("batch_size", TrainConfig.batch_size)
+        data_bytes = sum(split.images.nbytes for split in (dataset.train, dataset.val))
+        return AutoGPUResources(resources.cpus_per_trial, local_gpu_memory(), space.dataset.name, batch_size,
+                                data_bytes)
     return {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
 
 
@@ -118,12 +125,13 @@ def make_scheduler(space: SearchSpace, run_dir: Path) -> TrialScheduler | None:
         return HyperBandScheduler(metric="val_error", mode="min", max_t=epochs,
                                   reduction_factor=search.reduction_factor)
     if name == "median":
-        return MedianStoppingRule(metric="val_error", mode="min", grace_period=search.grace_period)
+        return MedianStoppingRule(time_attr="training_iteration", metric="val_error", mode="min",
+                                  grace_period=search.grace_period)
     return None
 
 
 def full_epochs(space: SearchSpace) -> int:
-    return int(space.training.get("epochs", 200))
+    return int(space.training.get("epochs", TrainConfig.epochs))
 
 
 def sample_budget(space: SearchSpace) -> int:
@@ -156,6 +164,9 @@ def ray_session(address: str | None) -> Iterator[None]:
                              f"before joining {address!r}")
         yield
         return
+    if address and address.startswith("ray://"):
+        raise ValueError("address: Ray Client (ray://) is not supported: Tune would run the search on the head "
+                         "node, away from this run directory; run wrn-search on a cluster node with --address auto")
     if address:
         check_reachable(address)
     kwargs = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False}
@@ -173,7 +184,7 @@ def ray_session(address: str | None) -> Iterator[None]:
 
 def build_trainable(space: SearchSpace, dataset: Dataset):
     trainable = tune.with_parameters(train_trial, dataset=dataset, training=dict(space.training))
-    return tune.with_resources(trainable, trial_resources(space))
+    return tune.with_resources(trainable, trial_resources(space, dataset))
 
 
 def load_space_dataset(space: SearchSpace) -> Dataset:

@@ -483,9 +483,9 @@ def _dataset(raw: Any) -> DatasetSection:
     if values["root"] is not None and not isinstance(values["root"], str):
         raise ValueError(f"dataset.root: must be a path or null, got {values['root']!r}")
     _bool(values["download"], "dataset.download")
-    fraction = _number(values["val_fraction"], "dataset.val_fraction", 0)
-    if fraction >= 1:
-        raise ValueError(f"dataset.val_fraction: must be in [0, 1), got {fraction}")
+    fraction = _number(values["val_fraction"], "dataset.val_fraction", 0, exclusive=True)
+    if fraction >= 1:  # a search selects on validation error, so it needs a validation split
+        raise ValueError(f"dataset.val_fraction: must be in (0, 1), got {fraction}")
     return DatasetSection(**values)
 
 
@@ -543,6 +543,8 @@ def _resources(raw: Any) -> Resources:
     values = _section(raw, "resources", Resources)
     _number(values["cpus_per_trial"], "resources.cpus_per_trial", 0, exclusive=True)
     if values["gpus_per_trial"] != "auto":
+        if isinstance(values["gpus_per_trial"], (int, float)) and values["gpus_per_trial"] > 1:
+            raise ValueError("resources.gpus_per_trial: a trial trains on one GPU; give a number in [0, 1] or 'auto'")
         _number(values["gpus_per_trial"], "resources.gpus_per_trial (a number >= 0 or 'auto')", 0)
     return Resources(**values)
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 STEM_WIDTH = 16
 BASE_WIDTHS = (16, 32, 64)
 GROUP_STRIDES = (1, 2, 2)
+#: Decimal places kept of a fractional widen factor and of the dropout rate.
+DECIMALS = 4
 
 _NAME_RE = re.compile(
     r"^WRN-(?P<depth>\d+)-(?P<k>\d+(?:\.\d+)?)"
@@ -90,8 +92,10 @@ class WRNSpec:
         k = self.widen_factor
         if isinstance(k, bool) or not isinstance(k, (int, float)) or not math.isfinite(k) or k <= 0:
             raise ValueError(f"widen_factor: must be a number > 0, got {k!r}")
-        if float(k).is_integer():
-            object.__setattr__(self, "widen_factor", int(k))
+        k = round(float(k), DECIMALS)  # names carry k and dropout exactly, so parse(name) == spec
+        if k <= 0:
+            raise ValueError(f"widen_factor: must be >= {10**-DECIMALS}, got {self.widen_factor!r}")
+        object.__setattr__(self, "widen_factor", int(k) if k.is_integer() else k)
         kernels = tuple(self.kernels) if isinstance(self.kernels, (list, tuple)) else self.kernels
         if not isinstance(kernels, tuple):
             raise ValueError(f"kernels: must be a tuple of odd integers, got {self.kernels!r}")
@@ -100,7 +104,7 @@ class WRNSpec:
         p = self.dropout
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
             raise ValueError(f"dropout: must be a number in [0, 1), got {p!r}")
-        object.__setattr__(self, "dropout", float(p))
+        object.__setattr__(self, "dropout", round(float(p), DECIMALS))
 
     # -- naming ---------------------------------------------------------------
 

@@ -37,6 +37,8 @@ from .spec import WRNSpec
 RUNTIME_FIELDS = frozenset({"precision", "channels_last", "compile", "device", "num_threads"})
 
 CHECKPOINT_FORMAT = "wrn-search-checkpoint-v1"
+#: The checkpoint's file name in a trial's (or ``wrn-search train``'s) output directory.
+CHECKPOINT_FILE = "checkpoint.pt"
 
 #: Check the running loss for NaN/inf every this many steps (each check waits for the device).
 DIVERGENCE_CHECK_STEPS = 20

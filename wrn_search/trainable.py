@@ -17,28 +17,35 @@ from ray import tune
 
 from .data import Dataset
 from .spec import WRNSpec
-from .train import Trainer, TrainConfig
+from .train import CHECKPOINT_FILE, Trainer, TrainConfig
 
-CHECKPOINT_FILE = "checkpoint.pt"
 #: Searched training hyperparameters that a trial config may carry.
 TRAINING_KEYS = ("lr", "weight_decay", "batch_size")
 #: Test hook: a path; the first trial to finish epoch 2 writes its number there and kills its own process.
 CRASH_ONCE_ENV = "WRN_SEARCH_CRASH_ONCE"
 
 
-def trial_train_config(config: dict, training: dict) -> TrainConfig:
-    """The space's training section with the trial's searched hyperparameters on top."""
-    return TrainConfig(**{**training, **{key: config[key] for key in TRAINING_KEYS if key in config}})
+def trial_train_config(config: dict, training: dict, gpus: float = 0) -> TrainConfig:
+    """The space's training section with the trial's searched hyperparameters on top.
+
+    A trial granted no GPU trains on the CPU even where CUDA is visible (Ray 2.60 leaves
+    ``CUDA_VISIBLE_DEVICES`` alone for zero-GPU tasks), unless the space names a device.
+    """
+    values = {**training, **{key: config[key] for key in TRAINING_KEYS if key in config}}
+    if not gpus and values.get("device", "auto") == "auto":
+        values["device"] = "cpu"
+    return TrainConfig(**values)
 
 
-def _limit_gpu_memory() -> None:
+def _trial_gpus() -> float:
+    return tune.get_context().get_trial_resources().required_resources.get("GPU", 0)
+
+
+def _limit_gpu_memory(gpus: float) -> None:
     """Fractional-GPU trials share a device with no isolation: cap this process at its share."""
     import torch
 
-    if not torch.cuda.is_available():
-        return
-    gpus = tune.get_context().get_trial_resources().required_resources.get("GPU", 0)
-    if 0 < gpus < 1:
+    if torch.cuda.is_available() and 0 < gpus < 1:
         torch.cuda.set_per_process_memory_fraction(gpus)
 
 
@@ -51,8 +58,9 @@ def _crash_once_for_tests(number: int, epoch: int) -> None:
 
 def train_trial(config: dict, dataset: Dataset, training: dict) -> None:
     """Train ``config["name"]`` on ``dataset``; resume from Tune's checkpoint if there is one."""
-    _limit_gpu_memory()
-    trainer = Trainer(WRNSpec.parse(config["name"]), dataset, trial_train_config(config, training))
+    gpus = _trial_gpus()
+    _limit_gpu_memory(gpus)
+    trainer = Trainer(WRNSpec.parse(config["name"]), dataset, trial_train_config(config, training, gpus))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:

@@ -2,8 +2,8 @@
 
 Each command module defines ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``
 and keeps its heavy imports (torch, ray) inside ``run`` so ``--help`` stays fast.
-Bad input raises :class:`ValueError` (or :class:`FileNotFoundError`); ``main`` turns
-it into one line on stderr and exit code 2.
+Bad input raises :class:`ValueError` (or an :class:`OSError` such as a missing or
+unwritable path); ``main`` turns it into one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args) or 0
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as error:
+    except (ValueError, OSError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"wrn-search {args.command}: error: {message}", file=sys.stderr)
         return 2

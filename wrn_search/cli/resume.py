@@ -10,7 +10,7 @@ HELP = "resume a search from its run directory; finished trials are kept, unfini
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory printed by `wrn-search run`")
     parser.add_argument("--samples", type=int, help="raise the total number of trials")
-    parser.add_argument("--address", help="join a Ray cluster: 'auto' or ray://host:10001 (default: local Ray)")
+    parser.add_argument("--address", help="join a Ray cluster: 'auto' or HEAD_IP:6379 (run on a cluster node; Ray Client ray:// is not supported) (default: local Ray)")
 
 
 def run(args: argparse.Namespace) -> int:

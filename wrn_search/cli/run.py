@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study-storage", metavar="URL",
                         help="Optuna storage: any SQLAlchemy URL or a journal file path (default: study.db in the run)")
     parser.add_argument("--samples", type=int, help="number of trials (overrides search.samples)")
-    parser.add_argument("--address", help="join a Ray cluster: 'auto' or ray://host:10001 (default: start Ray locally)")
+    parser.add_argument("--address", help="join a Ray cluster: 'auto' or HEAD_IP:6379 (run on a cluster node; Ray Client ray:// is not supported) (default: start Ray locally)")
     parser.add_argument("--gpus-per-trial", type=gpus_argument, help="GPUs per trial: a number or 'auto'")
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial")
     parser.add_argument("--max-concurrent", type=int, help="trials running at once")

@@ -23,7 +23,9 @@ def summarize(run_dir: str) -> dict:
     complete = frame[frame["state"] == "COMPLETE"]
     best = complete.sort_values(["val_error", "params"]).head(1)
     unfinished = int(frame["state"].isin(["RUNNING", "WAITING"]).sum())
-    remaining = max(0, manifest.samples - len(frame) + unfinished)
+    # The searcher counts what it asked for: not trials lost to a kill, nor re-runs added after an error.
+    retries = frame["retry_of"].notna() if "retry_of" in frame else False
+    asked = int((~(frame["outcome"].eq("lost") | retries)).sum())
     return {
         "run_dir": str(run_dir),
         "name": manifest.name,
@@ -35,7 +37,7 @@ def summarize(run_dir: str) -> dict:
         "full_epochs": manifest.epochs,
         "best": None if best.empty else {key: _plain(best.iloc[0][key]) for key in
                                          ("number", "trial_id", "name", "params", "macs", "val_error")},
-        "resume_would": {"continue_unfinished": unfinished, "start_new": max(0, remaining - unfinished)},
+        "resume_would": {"continue_unfinished": unfinished, "start_new": max(0, manifest.samples - asked)},
     }
 
 

@@ -12,8 +12,6 @@ from pathlib import Path
 
 HELP = "train one WRN (e.g. WRN-16-4) on a dataset with the paper's recipe; resumable"
 
-CHECKPOINT = "checkpoint.pt"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", metavar="SPEC", help="WRN name such as WRN-16-4 or WRN-28-10-B(3,3)-d0.3")
@@ -61,12 +59,12 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import load_dataset
     from ..spec import WRNSpec
-    from ..train import Trainer, TrainConfig
+    from ..train import CHECKPOINT_FILE, Trainer, TrainConfig
 
     spec = WRNSpec.parse(args.spec, dropout=args.dropout)
     config = TrainConfig(**{name: getattr(args, name) for name in CONFIG_ARGS if getattr(args, name) is not None})
     out = args.out or Path("wrn-runs", "train", f"{spec.name}-{args.dataset}")
-    checkpoint = out / CHECKPOINT
+    checkpoint = out / CHECKPOINT_FILE
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out: {out} is not a directory")
     if checkpoint.exists() and not args.resume:
