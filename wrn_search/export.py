@@ -43,8 +43,9 @@ def select_trials(frame: pd.DataFrame, trial: str | None, pareto_columns: list[s
     """The trial named by Ray trial id or Optuna number, or the Pareto set over ``pareto_columns``."""
     if pareto_columns is not None:
         return pareto_front(frame, pareto_columns)
-    column = "number" if str(trial).isdigit() else "trial_id"
-    rows = frame[frame[column].astype(str) == str(trial)]
+    rows = frame[frame["trial_id"].astype(str) == str(trial)]  # Ray ids can be all digits: try them first
+    if rows.empty and str(trial).isdigit():
+        rows = frame[frame["number"].astype(str) == str(trial)]
     if rows.empty:
         raise ValueError(f"--trial: no trial {trial!r} in this run (give a Ray trial id or an Optuna trial number)")
     return rows

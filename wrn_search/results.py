@@ -8,6 +8,7 @@ one and one resumed after a kill (repeated epochs, a torn last line).
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +44,12 @@ def open_run_storage(run_dir: Path, manifest: RunManifest):
     return open_storage(study_storage(run_dir, manifest))
 
 
+@functools.lru_cache(maxsize=8)
+def _reading_storage(url: str):
+    """One storage (one database engine) per URL for readers that poll, like the live dashboard."""
+    return open_storage(url)
+
+
 def open_study(run_dir: Path, manifest: RunManifest):
     """The run's study, read-only in spirit: a missing SQLite file is an error, never created empty."""
     import optuna
@@ -52,7 +59,7 @@ def open_study(run_dir: Path, manifest: RunManifest):
     if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
         raise ValueError(f"run_dir: {run_dir} has no study yet ({storage} is missing)")
     try:
-        return optuna.load_study(study_name=manifest.study_name, storage=open_storage(storage))
+        return optuna.load_study(study_name=manifest.study_name, storage=_reading_storage(storage))
     except KeyError:
         raise ValueError(f"run_dir: study {manifest.study_name!r} is not in {storage}") from None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import shutil
 import socket
 import sys
 import time
@@ -207,6 +208,36 @@ def record_command(run_dir: Path, argv: list[str] | None) -> None:
         file.write(line + "\n")
 
 
+def create_run(space: SearchSpace, run_dir: Path, name: str, tune_storage: str, study_storage: str | None,
+               trainable, verbose: int, argv: list[str] | None) -> tune.Tuner:
+    """Write the run directory's files, create the study, and build the Tuner."""
+    storage_url = study_storage or f"sqlite:///{run_dir / STUDY_FILE}"
+    manifest = RunManifest(
+        name=name, study_name=f"{name}-{uuid.uuid4().hex[:8]}", storage=storage_url,
+        objectives=list(space.search.objectives), directions=["minimize"] * len(space.search.objectives),
+        tune_path=f"{tune_storage}/{TUNE_DIR}", dataset=space.dataset.name, epochs=full_epochs(space),
+        samples=sample_budget(space),
+    )
+    space.to_yaml(run_dir / SPACE_FILE)
+    manifest.save(run_dir)
+    record_command(run_dir, argv)
+    print(f"wrn-search: run directory {run_dir}", flush=True)
+    searcher = StudySearcher(space, run_dir, manifest.study_name, storage_url, manifest.samples, manifest.epochs)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=make_scheduler(space, run_dir), num_samples=-1,
+            max_concurrent_trials=space.search.max_concurrent, reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=TUNE_DIR, storage_path=tune_storage, verbose=verbose,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+            callbacks=[EpochLogger(run_dir)],
+        ),
+    )
+
+
 def run_search(
     space: SearchSpace | str,
     name: str | None = None,
@@ -232,32 +263,11 @@ def run_search(
     with ray_session(address):
         trainable = build_trainable(space, dataset)
         run_dir.mkdir(parents=True)
-        storage_url = study_storage or f"sqlite:///{run_dir / STUDY_FILE}"
-        manifest = RunManifest(
-            name=name, study_name=f"{name}-{uuid.uuid4().hex[:8]}", storage=storage_url,
-            objectives=list(space.search.objectives), directions=["minimize"] * len(space.search.objectives),
-            tune_path=f"{tune_storage}/{TUNE_DIR}", dataset=space.dataset.name, epochs=full_epochs(space),
-            samples=sample_budget(space),
-        )
-        space.to_yaml(run_dir / SPACE_FILE)
-        manifest.save(run_dir)
-        record_command(run_dir, argv)
-        print(f"wrn-search: run directory {run_dir}", flush=True)
-        searcher = StudySearcher(space, run_dir, manifest.study_name, storage_url, manifest.samples,
-                                 manifest.epochs)
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=searcher, scheduler=make_scheduler(space, run_dir), num_samples=-1,
-                max_concurrent_trials=space.search.max_concurrent, reuse_actors=True,
-            ),
-            run_config=tune.RunConfig(
-                name=TUNE_DIR, storage_path=tune_storage, verbose=verbose,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-                callbacks=[EpochLogger(run_dir)],
-            ),
-        )
+        try:
+            tuner = create_run(space, run_dir, name, tune_storage, study_storage, trainable, verbose, argv)
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)  # a run that never started leaves nothing behind
+            raise
         tuner.fit()
     write_results(run_dir)
     return run_dir

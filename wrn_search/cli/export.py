@@ -11,7 +11,7 @@ HELP = "export a trial (or the Pareto set): weights (state_dict, TorchScript, ON
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds run.json)")
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--trial", metavar="ID", help="a Ray trial id (e.g. 7a1b2_00003) or an Optuna trial number")
+    which.add_argument("--trial", metavar="ID", help="a Ray trial id (e.g. f2fc04d2) or an Optuna trial number")
     which.add_argument("--pareto", action="store_true", help="every trial of the Pareto set")
     parser.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/export); one trial-N folder each")
     parser.add_argument("--format", dest="fmt", choices=["state_dict", "torchscript", "onnx"], default="state_dict",
