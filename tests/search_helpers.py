@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import optuna
 import yaml
+
+from wrn_search.rundir import RunManifest
+
+
+def study_of(run_dir) -> optuna.Study:
+    """The run's study, opened the way a user would from run.json."""
+    manifest = RunManifest.load(run_dir)
+    return optuna.load_study(study_name=manifest.study_name, storage=manifest.storage)
+
+
+def run_cli(*args, cwd) -> subprocess.CompletedProcess:
+    """``wrn-search ARGS`` in a fresh process, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "wrn_search", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
 
 
 def write_space(directory: Path, name: str = "tiny.yaml", **sections) -> Path:

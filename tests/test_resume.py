@@ -10,27 +10,16 @@ import sys
 import threading
 import time
 
-import optuna
 import pandas as pd
 import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from search_helpers import write_space
-from wrn_search.rundir import RunManifest, read_jsonl
+from search_helpers import run_cli, study_of, write_space
+from wrn_search.rundir import read_jsonl
 from wrn_search.search import run_search
 from wrn_search.space import load_space
 from wrn_search.trainable import CRASH_ONCE_ENV
-
-
-def study_of(run_dir) -> optuna.Study:
-    manifest = RunManifest.load(run_dir)
-    return optuna.load_study(study_name=manifest.study_name, storage=manifest.storage)
-
-
-def cli(*args, cwd, **kwargs):
-    return subprocess.run([sys.executable, "-m", "wrn_search", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, **kwargs)
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -68,7 +57,7 @@ def test_kill_the_driver_then_resume(tmp_path):
     interrupted = set(epochs_before["number"]) - set(before_kill)
     lines_before = len(epochs_before)
 
-    resumed = cli("resume", str(run_dir), cwd=tmp_path)
+    resumed = run_cli("resume", str(run_dir), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     results = pd.read_csv(run_dir / "results.csv")
@@ -166,12 +155,12 @@ def test_diverging_trials_are_marked_and_the_rest_finish(tmp_path):
 def test_resume_and_status_reject_what_is_not_a_run(tmp_path):
     (tmp_path / "plain").mkdir()
     for command in ("resume", "status"):
-        result = cli(command, str(tmp_path / "plain"), cwd=tmp_path)
+        result = run_cli(command, str(tmp_path / "plain"), cwd=tmp_path)
         assert result.returncode == 2 and "not a wrn-search run" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     future = tmp_path / "future"
     future.mkdir()
     (future / "run.json").write_text(json.dumps({"format_version": 99, "name": "x"}))
-    result = cli("resume", str(future), cwd=tmp_path)
+    result = run_cli("resume", str(future), cwd=tmp_path)
     assert result.returncode == 2 and "format 99" in result.stderr
     assert os.listdir(future) == ["run.json"]  # nothing written

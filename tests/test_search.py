@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import optuna
 import pandas as pd
 import pytest
 import ray
 
-from search_helpers import write_space
-from wrn_search.rundir import RunManifest, read_jsonl
+from search_helpers import run_cli, study_of, write_space
+from wrn_search.rundir import read_jsonl
 from wrn_search.search import run_search
 from wrn_search.space import load_space
 
@@ -22,11 +20,6 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     yield
     ray.shutdown()
-
-
-def study_of(run_dir) -> optuna.Study:
-    manifest = RunManifest.load(run_dir)
-    return optuna.load_study(study_name=manifest.study_name, storage=manifest.storage)
 
 
 def check_run_is_consistent(run_dir, full_epochs: int) -> pd.DataFrame:
@@ -87,11 +80,6 @@ def test_grid_visits_each_feasible_architecture_once(local_ray, tmp_path):
     run_dir = run_search(space, name="grid", storage_path=str(tmp_path / "runs"), verbose=0)
     names = sorted(t.user_attrs["name"] for t in study_of(run_dir).trials)
     assert names == feasible
-
-
-def run_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "wrn_search", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
 
 
 def test_cli_refuses_an_existing_run_directory(tmp_path):

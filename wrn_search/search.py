@@ -144,9 +144,8 @@ def sample_budget(space: SearchSpace) -> int:
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast on ``host:port`` or ``ray://host:port`` with nobody listening (Ray itself retries for minutes)."""
-    host_port = address.removeprefix("ray://")
-    host, _, port = host_port.rpartition(":")
+    """Fail fast on ``host:port`` with nobody listening (Ray itself retries for minutes)."""
+    host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         return  # "auto", "local" and friends: Ray answers those at once
     try:
