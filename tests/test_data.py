@@ -26,6 +26,19 @@ def check_split(split: Split, shape: tuple[int, int, int]) -> None:
     assert split.labels.dtype == np.int64 and split.labels.shape == (len(split.images),)
 
 
+def test_digits_read_from_the_bundled_file_equal_scikit_learns_loader(monkeypatch):
+    from sklearn.datasets import load_digits
+
+    from wrn_search import data
+
+    reference = load_digits()
+    pixels, labels = data._read_digits()
+    assert np.array_equal(pixels, reference.images) and np.array_equal(labels, reference.target)
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)  # a scikit-learn that moved the file
+    pixels, labels = data._read_digits()
+    assert np.array_equal(pixels, reference.images) and np.array_equal(labels, reference.target)
+
+
 def test_digits_splits(digits):
     info = digits.info
     assert (info.name, info.num_classes, info.in_channels, info.input_size) == ("digits", 10, 1, (8, 8))
