@@ -102,8 +102,9 @@ def history_figure(history: pd.DataFrame, columns: Sequence[str], reference: Seq
                        line=dict(shape="hv", color="#6f42c1", dash="dot"), secondary_y=True,
                        hovertemplate="%{x:.1f} min: best val error %{y:.4f}<extra></extra>")
     figure.update_xaxes(title="wall time since the run was created (min)")
-    figure.update_yaxes(title="hypervolume / reference box", secondary_y=False)
-    figure.update_yaxes(title=AXIS_TITLES["val_error"], secondary_y=True)
+    # Both are >= 0; a constant series would otherwise get an axis centred on it, with negative ticks.
+    figure.update_yaxes(title="hypervolume / reference box", rangemode="nonnegative", secondary_y=False)
+    figure.update_yaxes(title=AXIS_TITLES["val_error"], rangemode="nonnegative", secondary_y=True)
     ref = ", ".join(f"{c} = {r:,.4g}" for c, r in zip(columns, reference))
     return _layout(figure, f"Hypervolume and best error over time (reference point: {ref})", height=420)
 

@@ -11,6 +11,7 @@ inside a request, where wsgiref logs it and keeps serving.
 
 from __future__ import annotations
 
+import socket
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,7 +27,21 @@ from .page import page_html
 from .views import build_views, views_json
 
 
-class DashboardServer(ThreadingHTTPServer):
+class HostFamilyMixin:
+    """Binds IPv6 literals (``::1``, ``::``) on an IPv6 socket; the stdlib servers are IPv4-only."""
+
+    def __init__(self, server_address, *args, **kwargs):
+        if ":" in server_address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(server_address, *args, **kwargs)
+
+
+def server_url(server: BaseServer) -> str:
+    host, port = server.server_address[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+class DashboardServer(HostFamilyMixin, ThreadingHTTPServer):
     """Serves one run directory; the page and plotly.js are built once, the views on every request."""
 
     daemon_threads = True
@@ -69,7 +84,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         """Quiet: the page polls every few seconds; errors are still logged."""
 
 
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+class ThreadingWSGIServer(HostFamilyMixin, ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
@@ -84,8 +99,7 @@ def listen_errors(host: str, port: int):
 
 def serve_until_interrupted(server: BaseServer, what: str) -> None:
     """Serve until Ctrl-C (KeyboardInterrupt), then release the port."""
-    host, port = server.server_address[:2]
-    print(f"wrn-search dashboard: serving {what} at http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    print(f"wrn-search dashboard: serving {what} at {server_url(server)} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -20,7 +20,7 @@ from run_fixtures import FakeTrial, add_trials, make_run
 
 from wrn_search.cli import main
 from wrn_search.dashboards.figures import PARETO_UID
-from wrn_search.dashboards.live import DashboardServer
+from wrn_search.dashboards.live import DashboardServer, server_url
 
 
 @pytest.fixture
@@ -28,20 +28,41 @@ def run_dir(tmp_path):
     return make_run(tmp_path / "live-run", dataset="cifar100")
 
 
-def base_url(server: DashboardServer) -> str:
-    host, port = server.server_address[:2]
-    return f"http://{host}:{port}/"
+def serving(run_dir, host: str):
+    server = DashboardServer(run_dir, host, 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread
 
 
 @pytest.fixture
 def server(run_dir):
-    server = DashboardServer(run_dir, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server, thread = serving(run_dir, "127.0.0.1")
     yield server
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
+def test_serves_on_the_ipv6_loopback(run_dir):
+    server, thread = serving(run_dir, "::1")
+    try:
+        assert server_url(server).startswith("http://[::1]:")
+        assert get(server_url(server) + "api/views.json")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -53,22 +74,22 @@ def get(url: str) -> tuple[int, bytes]:
 
 
 def test_routes_are_fixed(server):
-    status, page = get(base_url(server))
+    status, page = get(server_url(server))
     assert status == 200 and b'src="plotly.min.js"' in page and b"api/views.json" in page
-    assert get(base_url(server) + "plotly.min.js")[0] == 200
+    assert get(server_url(server) + "plotly.min.js")[0] == 200
     for path in ("run.json", "study.db", "../run.json", "%2e%2e/run.json", "api/../run.json", "etc/passwd"):
-        assert get(base_url(server) + path)[0] == 404, path
-    request = urllib.request.Request(base_url(server), data=b"x", method="POST")
+        assert get(server_url(server) + path)[0] == 404, path
+    request = urllib.request.Request(server_url(server), data=b"x", method="POST")
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(request, timeout=10)
     assert error.value.code == 501
 
 
 def test_views_refresh_while_the_search_runs(server, run_dir):
-    views = json.loads(get(base_url(server) + "api/views.json")[1])
+    views = json.loads(get(server_url(server) + "api/views.json")[1])
     assert views["front_size"] == 3 and "8 trials" in views["summary"]
     add_trials(run_dir, (FakeTrial("WRN-13-1-B(1,3,1)", 0.01),))  # a new trial finishes
-    views = json.loads(get(base_url(server) + "api/views.json")[1])
+    views = json.loads(get(server_url(server) + "api/views.json")[1])
     assert "9 trials" in views["summary"] and views["front_size"] == 1
 
 
@@ -82,7 +103,7 @@ def test_bad_run_dir_and_busy_port(tmp_path, server, capsys):
 
 @requires_chromium
 def test_chromium_renders_the_live_front(server, tmp_path):
-    dom = render(base_url(server), tmp_path, "dashboard.png")
+    dom = render(server_url(server), tmp_path, "dashboard.png")
     status = re.search(r'<div id="status">([^<]*)', dom).group(1)
     assert status.startswith("updated "), status
     assert count_trace_points(dom, "pareto-params", PARETO_UID) == 3

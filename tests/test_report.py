@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 
+import pandas as pd
 import pytest
 from browser import count_trace_points, render, requires_chromium
 from plotly.offline import get_plotlyjs
 from run_fixtures import load_study, make_run
 
-from wrn_search.dashboards.figures import PARETO_UID
+from wrn_search.dashboards.figures import PARETO_UID, history_figure
 from wrn_search.cli import main
 from wrn_search.dashboards.views import build_views
 from wrn_search.pareto import pareto_front
@@ -84,3 +85,11 @@ def test_chromium_renders_the_pareto_front(report, cifar_run, tmp_path):
     assert count_trace_points(dom, "pareto-macs", PARETO_UID) == len(pareto_front(frame, ["val_error", "macs"]))
     assert count_trace_points(dom, "pareto-params", PARETO_UID) == 3
     assert "WRN-16-2-B(3,3)" in dom and "Pareto set 3" in dom
+
+
+def test_history_axes_never_go_negative():
+    """A run whose best error never moved must not get an axis centred on it with negative ticks."""
+    history = pd.DataFrame({"elapsed_seconds": [10.0, 20.0], "hypervolume_fraction": [0.5, 0.5],
+                            "best_val_error": [0.0, 0.0], "name": ["WRN-10-1", "WRN-10-2"]})
+    layout = history_figure(history, ["val_error", "params"], [1.0, 1e5]).layout
+    assert layout.yaxis.rangemode == "nonnegative" and layout.yaxis2.rangemode == "nonnegative"
