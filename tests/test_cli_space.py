@@ -17,6 +17,7 @@ def test_text_summary(capsys):
     assert out.startswith("search space quickstart\n")
     assert f"feasible architectures: {space.feasible_count} (continuous: lr)" in out
     assert "smallest:  WRN-10-0.25-B(3,3)" in out and "params histogram:" in out
+    assert '"samples": 30, "epoch_budget": null' in out  # the search settings line
 
 
 def test_json_summary(capsys):

@@ -27,3 +27,15 @@ def test_manifest_round_trip_and_version_check(tmp_path):
         RunManifest.load(tmp_path)
     with pytest.raises(ValueError, match="is not a wrn-search run"):
         RunManifest.load(tmp_path / "..")
+
+
+def test_a_manifest_written_before_epoch_budgets_loads_unlimited(tmp_path):
+    manifest = RunManifest(name="r", study_name="r-1", storage="sqlite:///x.db", objectives=["val_error"],
+                           directions=["minimize"], tune_path="/t", dataset="digits", epochs=3, samples=4,
+                           epoch_budget=20)
+    manifest.save(tmp_path)
+    assert RunManifest.load(tmp_path).epoch_budget == 20
+    data = json.loads((tmp_path / "run.json").read_text())
+    del data["epoch_budget"]
+    (tmp_path / "run.json").write_text(json.dumps(data))
+    assert RunManifest.load(tmp_path).epoch_budget is None

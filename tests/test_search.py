@@ -10,8 +10,9 @@ import pytest
 import ray
 
 from search_helpers import run_cli, study_of, write_space
+from wrn_search.cli.status import summarize
 from wrn_search.rundir import read_jsonl
-from wrn_search.search import run_search
+from wrn_search.search import resume_search, run_search
 from wrn_search.space import load_space
 
 
@@ -82,6 +83,27 @@ def test_grid_visits_each_feasible_architecture_once(local_ray, tmp_path):
     assert names == feasible
 
 
+def test_an_epoch_budget_ends_the_search_before_its_samples(local_ray, tmp_path):
+    budget, samples, epochs, concurrent = 6, 8, 3, 2
+    space = write_space(tmp_path, training={"epochs": epochs},
+                        search={"samples": samples, "epoch_budget": budget, "max_concurrent": concurrent})
+    run_dir = run_search(load_space(space), name="epoch-budget", storage_path=str(tmp_path / "runs"), verbose=0)
+    results = check_run_is_consistent(run_dir, epochs)
+    trained = int(results["epochs"].sum())
+    assert len(results) < samples
+    assert budget <= trained <= budget + concurrent * epochs
+    status = summarize(str(run_dir))
+    assert (status["epoch_budget"], status["epochs_done"]) == (budget, trained)
+    assert status["resume_would"] == {"continue_unfinished": 0, "start_new": 0}
+    # A raised budget starts new trials on resume, although Tune recorded the search as finished.
+    raised = trained + epochs
+    resume_search(run_dir, epoch_budget=raised)
+    resumed = check_run_is_consistent(run_dir, epochs)
+    assert len(resumed) > len(results) and raised <= int(resumed["epochs"].sum()) <= raised + concurrent * epochs
+    resume_search(run_dir, samples=len(resumed) + 1, epoch_budget=10 * samples * epochs)
+    assert len(check_run_is_consistent(run_dir, epochs)) == len(resumed) + 1
+
+
 def test_cli_refuses_an_existing_run_directory(tmp_path):
     (tmp_path / "runs" / "taken").mkdir(parents=True)
     (tmp_path / "runs" / "taken" / "keep.txt").write_text("precious")
@@ -98,6 +120,7 @@ def test_cli_refuses_an_existing_run_directory(tmp_path):
         (["--address", "127.0.0.1:1"], "address"),
         (["--study-storage", "nosuchdialect://x"], "study-storage"),
         (["--samples", "0"], "samples"),
+        (["--epoch-budget", "0"], "search.epoch_budget"),
         (["--gpus-per-trial", "1"], "gpus_per_trial"),
         (["--address", "ray://127.0.0.1:10001"], "Ray Client"),
     ],

@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from search_helpers import write_space
-from wrn_search.rundir import RunManifest, read_jsonl
+from wrn_search.rundir import RunManifest, append_jsonl, read_jsonl
 from wrn_search.results import load_run
 from wrn_search.rundir import open_storage
 from wrn_search.searcher import StudySearcher, make_sampler
@@ -23,7 +23,8 @@ def make_searcher(tmp_path, samples=4, write_manifest=True, **search) -> StudySe
     if write_manifest:
         RunManifest(name="t", study_name="t-study", storage=storage, objectives=list(space.search.objectives),
                     directions=["minimize"] * len(space.search.objectives), tune_path=str(tmp_path / "tune"),
-                    dataset="digits", epochs=EPOCHS, samples=samples).save(tmp_path)
+                    dataset="digits", epochs=EPOCHS, samples=samples,
+                    epoch_budget=space.search.epoch_budget).save(tmp_path)
     return StudySearcher(space, tmp_path, "t-study", storage, samples, EPOCHS)
 
 
@@ -94,6 +95,52 @@ def test_restore_reads_a_raised_sample_budget(tmp_path):
     restored.restore(str(tmp_path / "searcher.pkl"))
     assert restored.suggest("t1") is not Searcher.FINISHED
     assert restored.suggest("t2") is Searcher.FINISHED
+
+
+def test_the_epoch_budget_ends_the_search_once_spent(tmp_path):
+    searcher = make_searcher(tmp_path, samples=10, epoch_budget=5)
+    searcher.suggest("t0")
+    searcher.suggest("t1")
+    for epoch in (1, 2):
+        searcher.on_trial_result("t0", result(epoch))
+    searcher.on_trial_complete("t0", result(EPOCHS))  # Tune tells the last epoch only here
+    searcher.on_trial_result("t1", result(1))
+    assert searcher.epochs_spent == 4
+    assert searcher.suggest("t2") is not Searcher.FINISHED
+    searcher.on_trial_result("t1", result(2))
+    assert searcher.suggest("t3") is Searcher.FINISHED
+    searcher.on_trial_complete("t1", result(EPOCHS))  # running trials still finish and are told
+    assert states(searcher)[1] == (TrialState.COMPLETE, "completed")
+
+
+def test_a_trial_that_reports_epochs_again_counts_them_once(tmp_path):
+    searcher = make_searcher(tmp_path, epoch_budget=4)
+    searcher.suggest("t0")
+    for epoch in (1, 2, 2):  # re-run from epoch 1's checkpoint after a driver kill: epoch 2 again
+        searcher.on_trial_result("t0", result(epoch))
+    searcher.on_trial_complete("t0", result(EPOCHS))
+    assert searcher.epochs_spent == EPOCHS
+    assert searcher.suggest("t1") is not Searcher.FINISHED
+
+
+def test_restore_recounts_the_epochs_from_the_epoch_log_and_rereads_the_budget(tmp_path):
+    searcher = make_searcher(tmp_path, samples=10, epoch_budget=5)
+    searcher.suggest("t0")
+    searcher.suggest("t1")
+    searcher.save(str(tmp_path / "searcher.pkl"))  # Tune's snapshot, before any epoch
+    # epochs.jsonl as EpochLogger writes it; t1 repeats epoch 2 after a driver kill.
+    for trial_id, epoch in [("t0", 1), ("t0", 2), ("t0", 3), ("t1", 1), ("t1", 2), ("t1", 2)]:
+        append_jsonl(tmp_path / "epochs.jsonl", {"trial_id": trial_id, "number": int(trial_id[1]), "epoch": epoch})
+    restored = make_searcher(tmp_path, samples=10, epoch_budget=5, write_manifest=False)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.epochs_spent == 5 and restored.suggest("t2") is Searcher.FINISHED
+    manifest = RunManifest.load(tmp_path)
+    manifest.epoch_budget = 7  # wrn-search resume --epoch-budget 7
+    manifest.save(tmp_path)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("t2") is not Searcher.FINISHED
+    restored.on_trial_complete("t1", result(EPOCHS))
+    assert restored.epochs_spent == 6 and restored.suggest("t3") is not Searcher.FINISHED
 
 
 def test_single_objective_records_the_last_epoch_as_intermediate_value(tmp_path):

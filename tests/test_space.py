@@ -305,6 +305,18 @@ def test_to_yaml_round_trips_and_overrides(tmp_path):
         space.with_overrides(samples=0)
 
 
+def test_epoch_budget_defaults_to_unlimited_round_trips_and_overrides(tmp_path):
+    space = load_space("quickstart")
+    assert space.search.epoch_budget is None
+    budgeted = space.with_overrides(epoch_budget=300)
+    assert budgeted.search.epoch_budget == 300
+    budgeted.to_yaml(tmp_path / "budgeted.yaml")
+    assert load_space(tmp_path / "budgeted.yaml") == budgeted
+    assert budgeted.with_overrides(epoch_budget=None).search.epoch_budget is None
+    with pytest.raises(ValueError, match="search.epoch_budget: must be an integer >= 1, got 0"):
+        space.with_overrides(epoch_budget=0)
+
+
 def test_train_keys_mirror_train_config():
     train = pytest.importorskip("wrn_search.train")
     assert TRAIN_KEYS == tuple(field.name for field in dataclasses.fields(train.TrainConfig))
@@ -361,6 +373,8 @@ MALFORMED = [
     (BASE + "search: {sampler: cmaes}", "search.sampler: 'cmaes' is not one of tpe, nsga2, random, grid, gp, qmc"),
     (BASE + "search: {scheduler: pbt}", "search.scheduler: 'pbt' is not one of moasha, asha, hyperband, median, none"),
     (BASE + "search: {samples: 0}", "search.samples: must be an integer >= 1"),
+    (BASE + "search: {epoch_budget: 0}", "search.epoch_budget: must be an integer >= 1, got 0"),
+    (BASE + "search: {epoch_budget: 10.5}", "search.epoch_budget: must be an integer >= 1, got 10.5"),
     (BASE + "search: {max_concurrent: 0}", "search.max_concurrent: must be an integer >= 1"),
     (BASE + "search: {grace_period: 5}\ntraining: {epochs: 3}", "search.grace_period: 5 is more than training.epochs"),
     (BASE + "search: {reduction_factor: 1}", "search.reduction_factor: must be a number > 1"),

@@ -41,6 +41,8 @@ class RunManifest:
     dataset: str
     epochs: int
     samples: int
+    #: ``search.epoch_budget`` (None: unlimited); ``resume --epoch-budget`` may change it, like ``samples``.
+    epoch_budget: int | None = None
     experiment: str = TUNE_DIR
     format_version: int = FORMAT_VERSION
     wrn_search_version: str = __version__
@@ -69,7 +71,7 @@ class RunManifest:
                 f"reads format {FORMAT_VERSION}"
             )
         known = {f.name for f in fields(cls)}
-        missing = known - set(data) - {"experiment", "created", "wrn_search_version"}
+        missing = known - set(data) - {"epoch_budget", "experiment", "created", "wrn_search_version"}
         if missing:
             raise ValueError(f"run_dir: {path} lacks keys {sorted(missing)}")
         return cls(**{key: value for key, value in data.items() if key in known})
@@ -136,6 +138,16 @@ def read_jsonl(path: Path) -> list[dict]:
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+def trained_epochs(run_dir: str | Path) -> dict[str, int]:
+    """The highest epoch each Ray trial id logged in ``epochs.jsonl``: the epochs spent against
+    ``search.epoch_budget`` (a trial re-run from a checkpoint logs epochs again; they count once)."""
+    epochs: dict[str, int] = {}
+    for record in read_jsonl(Path(run_dir) / EPOCH_LOG):
+        if record.get("epoch") is not None:
+            epochs[record["trial_id"]] = max(epochs.get(record["trial_id"], 0), int(record["epoch"]))
+    return epochs
 
 
 def _jsonable(value):

@@ -29,7 +29,7 @@ from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_STATE, SPACE_FILE, STUDY
                      append_jsonl, open_storage)
 from .results import write_results
 from .schedulers import SuccessiveHalving
-from .searcher import StudySearcher, make_sampler
+from .searcher import StudySearcher, make_sampler, search_algorithm
 from .space import SearchSpace, load_space
 from .spec import WRNSpec
 from .train import TrainConfig
@@ -215,7 +215,7 @@ def create_run(space: SearchSpace, run_dir: Path, name: str, tune_storage: str, 
         name=name, study_name=f"{name}-{uuid.uuid4().hex[:8]}", storage=storage_url,
         objectives=list(space.search.objectives), directions=["minimize"] * len(space.search.objectives),
         tune_path=f"{tune_storage}/{TUNE_DIR}", dataset=space.dataset.name, epochs=full_epochs(space),
-        samples=sample_budget(space),
+        samples=sample_budget(space), epoch_budget=space.search.epoch_budget,
     )
     space.to_yaml(run_dir / SPACE_FILE)
     manifest.save(run_dir)
@@ -225,8 +225,8 @@ def create_run(space: SearchSpace, run_dir: Path, name: str, tune_storage: str, 
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=make_scheduler(space, run_dir), num_samples=-1,
-            max_concurrent_trials=space.search.max_concurrent, reuse_actors=True,
+            search_alg=search_algorithm(searcher, space.search.max_concurrent),
+            scheduler=make_scheduler(space, run_dir), num_samples=-1, reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=TUNE_DIR, storage_path=tune_storage, verbose=verbose,
@@ -273,15 +273,19 @@ def run_search(
 
 
 def resume_search(run_dir: str | Path, samples: int | None = None, address: str | None = None,
-                  argv: list[str] | None = None) -> Path:
-    """Continue a run: finished trials stay, unfinished ones resume from their last checkpoint."""
+                  argv: list[str] | None = None, epoch_budget: int | None = None) -> Path:
+    """Continue a run: finished trials stay, unfinished ones resume from their last checkpoint.
+
+    ``samples`` and ``epoch_budget`` replace the run's budgets (the searcher re-reads them from run.json).
+    """
     run_dir = Path(run_dir).expanduser().resolve()
     manifest = RunManifest.load(run_dir)
     space = load_space(str(run_dir / SPACE_FILE))
-    if samples is not None:
-        if samples < 1:
-            raise ValueError(f"samples: must be >= 1, got {samples}")
-        manifest.samples = samples
+    for key, value in (("samples", samples), ("epoch_budget", epoch_budget)):
+        if value is not None:
+            if value < 1:
+                raise ValueError(f"{key}: must be >= 1, got {value}")
+            setattr(manifest, key, value)
     if not tune.Tuner.can_restore(manifest.tune_path):
         raise ValueError(f"run_dir: {run_dir} has no Ray experiment to restore at {manifest.tune_path}")
     open_storage(manifest.storage)

@@ -6,6 +6,12 @@ with its early-epoch error, which poisons the sampler and the Pareto front.
 FAIL, never tells a trial twice, records the outcome in the study's user
 attributes and in ``trials.jsonl``, and stops asking after ``samples`` trials
 (read from ``run.json`` on restore, so ``wrn-search resume --samples`` can raise it).
+
+It also stops asking once the trials have trained ``search.epoch_budget`` epochs in all
+(finished trials plus what running trials have reported so far); running trials finish,
+so the total may overshoot by what they still train. A trial's epochs are the highest
+epoch it reported, so a trial retried from its checkpoint is not counted twice. On
+restore the count is rebuilt from ``epochs.jsonl`` and the budget re-read from ``run.json``.
 """
 
 from __future__ import annotations
@@ -15,10 +21,10 @@ from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
-from ray.tune.search import Searcher
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from .rundir import TRIAL_LOG, RunManifest, append_jsonl, open_storage
+from .rundir import TRIAL_LOG, RunManifest, append_jsonl, open_storage, trained_epochs
 from .space import SearchSpace
 from .spec import WRNSpec
 
@@ -55,7 +61,7 @@ def spec_attributes(name: str) -> dict:
 
 
 class StudySearcher(OptunaSearch):
-    """``OptunaSearch`` over a :class:`SearchSpace`, with honest trial states and a sample budget."""
+    """``OptunaSearch`` over a :class:`SearchSpace`, with honest trial states, a sample and an epoch budget."""
 
     def __init__(self, space: SearchSpace, run_dir: str | Path, study_name: str, storage_url: str,
                  samples: int, full_epochs: int):
@@ -72,6 +78,9 @@ class StudySearcher(OptunaSearch):
         self.run_dir = str(run_dir)
         self.samples = samples
         self.full_epochs = full_epochs
+        self.epoch_budget = space.search.epoch_budget
+        #: The highest epoch each Tune trial id has reported: the epochs spent.
+        self.trained: dict[str, int] = {}
         #: Tune trial ids whose re-run after an error was told as a new trial.
         self.retried: set[str] = set()
 
@@ -79,8 +88,17 @@ class StudySearcher(OptunaSearch):
     def study(self) -> optuna.Study:
         return self._ot_study
 
+    @property
+    def epochs_spent(self) -> int:
+        return sum(self.trained.values())
+
+    def _out_of_budget(self) -> bool:
+        """Whether a new trial would exceed ``samples`` or the epoch budget."""
+        return len(self._ot_trials) >= self.samples or (
+            self.epoch_budget is not None and self.epochs_spent >= self.epoch_budget)
+
     def suggest(self, trial_id: str) -> dict | None:
-        if trial_id not in self._ot_trials and len(self._ot_trials) >= self.samples:
+        if trial_id not in self._ot_trials and self._out_of_budget():
             return Searcher.FINISHED
         config = super().suggest(trial_id)
         trial = self._ot_trials[trial_id]
@@ -100,7 +118,17 @@ class StudySearcher(OptunaSearch):
             return TrialState.PRUNED, "stopped_early"
         return TrialState.COMPLETE, "completed"
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._count_epochs(trial_id, result)
+        super().on_trial_result(trial_id, result)  # reports intermediate values for single-objective pruning
+
+    def _count_epochs(self, trial_id: str, result: dict | None) -> None:
+        """Keep the highest epoch: a trial retried from its checkpoint reports earlier epochs again."""
+        if result and result.get("epoch") is not None:
+            self.trained[trial_id] = max(self.trained.get(trial_id, 0), int(result["epoch"]))
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self._count_epochs(trial_id, result)  # Tune skips on_trial_result for a trial's last result
         if trial_id not in self._ot_trials:
             return
         trial = self._ot_trials[trial_id]
@@ -155,9 +183,12 @@ class StudySearcher(OptunaSearch):
         return self.metric if isinstance(self.metric, list) else [self.metric]
 
     def restore(self, checkpoint_path: str) -> None:
-        """Restore, re-read the sample budget, and fail trials the study holds RUNNING that Tune never knew."""
+        """Restore, re-read the budgets, recount the epochs spent, and fail trials the study holds RUNNING
+        that Tune never knew."""
         super().restore(checkpoint_path)
-        self.samples = RunManifest.load(self.run_dir).samples
+        manifest = RunManifest.load(self.run_dir)
+        self.samples, self.epoch_budget = manifest.samples, manifest.epoch_budget
+        self.trained = trained_epochs(self.run_dir)  # the durable log, newer than Tune's snapshot
         known = {trial.number for trial in self._ot_trials.values()}
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if frozen.number in known:
@@ -166,3 +197,22 @@ class StudySearcher(OptunaSearch):
             self.study.tell(frozen.number, state=TrialState.FAIL)
             self._log(frozen.user_attrs.get("trial_id"), frozen.number, frozen.user_attrs, TrialState.FAIL,
                       "lost", None)
+
+
+class ResumableSearchGenerator(SearchGenerator):
+    """Tune's ``SearchGenerator`` that forgets, on restore, that the search once finished.
+
+    Tune snapshots that the searcher said FINISHED (or that Ctrl-C stopped the run)
+    and restores that flag, so a resume would never ask for a trial again, not even
+    after ``resume --samples`` raised the budget. The searcher's own budgets, re-read
+    from ``run.json``, decide instead: if they are spent it says FINISHED again.
+    """
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        self._finished = False
+
+
+def search_algorithm(searcher: StudySearcher, max_concurrent: int) -> ResumableSearchGenerator:
+    """What Tune gets as ``search_alg``: the searcher behind a concurrency limit, resumable."""
+    return ResumableSearchGenerator(ConcurrencyLimiter(searcher, max_concurrent=max_concurrent))

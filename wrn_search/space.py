@@ -113,6 +113,8 @@ class SearchSettings:
     #: Resolved on load: "moasha" with several objectives, "asha" with one.
     scheduler: str | None = None
     samples: int = 32
+    #: Total training epochs of all trials; no new trial starts once they are spent. None: unlimited.
+    epoch_budget: int | None = None
     max_concurrent: int = 2
     seed: int = 0
     grace_period: int = 1
@@ -529,6 +531,8 @@ def _search(raw: Any, training: dict) -> SearchSettings:
         values["scheduler"] = "moasha" if len(objectives) > 1 else "asha"
     _choice(values["scheduler"], "search.scheduler", SCHEDULERS)
     _int(values["samples"], "search.samples", 1)
+    if values["epoch_budget"] is not None:
+        _int(values["epoch_budget"], "search.epoch_budget", 1)
     _int(values["max_concurrent"], "search.max_concurrent", 1)
     _int(values["seed"], "search.seed", 0)
     _int(values["grace_period"], "search.grace_period", 1)

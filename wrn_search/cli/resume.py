@@ -10,6 +10,7 @@ HELP = "resume a search from its run directory; finished trials are kept, unfini
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory printed by `wrn-search run`")
     parser.add_argument("--samples", type=int, help="raise the total number of trials")
+    parser.add_argument("--epoch-budget", type=int, help="raise the total training epochs of all trials")
     parser.add_argument("--address", help="join a Ray cluster: 'auto' or HEAD_IP:6379 (run on a cluster node; Ray Client ray:// is not supported) (default: local Ray)")
 
 
@@ -18,4 +19,5 @@ def run(args: argparse.Namespace) -> int:
     from .run import finish, quiet_ray_warnings
 
     quiet_ray_warnings()
-    return finish(resume_search(args.run_dir, samples=args.samples, address=args.address))
+    return finish(resume_search(args.run_dir, samples=args.samples, address=args.address,
+                                 epoch_budget=args.epoch_budget))

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study-storage", metavar="URL",
                         help="Optuna storage: any SQLAlchemy URL or a journal file path (default: study.db in the run)")
     parser.add_argument("--samples", type=int, help="number of trials (overrides search.samples)")
+    parser.add_argument("--epoch-budget", type=int,
+                        help="total training epochs of all trials (overrides search.epoch_budget)")
     parser.add_argument("--address", help="join a Ray cluster: 'auto' or HEAD_IP:6379 (run on a cluster node; Ray Client ray:// is not supported) (default: start Ray locally)")
     parser.add_argument("--gpus-per-trial", type=gpus_argument, help="GPUs per trial: a number or 'auto'")
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial")
@@ -46,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from ..space import load_space
 
     overrides = {key: value for key, value in (
-        ("samples", args.samples), ("max_concurrent", args.max_concurrent), ("seed", args.seed),
-        ("gpus_per_trial", args.gpus_per_trial), ("cpus_per_trial", args.cpus_per_trial),
+        ("samples", args.samples), ("epoch_budget", args.epoch_budget), ("max_concurrent", args.max_concurrent),
+        ("seed", args.seed), ("gpus_per_trial", args.gpus_per_trial), ("cpus_per_trial", args.cpus_per_trial),
     ) if value is not None}
     quiet_ray_warnings()
     space = load_space(args.space).with_overrides(**overrides)

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def summarize(run_dir: str) -> dict:
     from ..results import load_run
-    from ..rundir import RunManifest
+    from ..rundir import RunManifest, trained_epochs
 
     manifest = RunManifest.load(run_dir)
     frame = load_run(run_dir)
@@ -26,18 +26,23 @@ def summarize(run_dir: str) -> dict:
     # The searcher counts what it asked for: not trials lost to a kill, nor re-runs added after an error.
     retries = frame["retry_of"].notna() if "retry_of" in frame else False
     asked = int((~(frame["outcome"].eq("lost") | retries)).sum())
+    # Counted as the searcher counts them against the epoch budget.
+    epochs_done = sum(trained_epochs(run_dir).values())
+    can_start = manifest.epoch_budget is None or epochs_done < manifest.epoch_budget
     return {
         "run_dir": str(run_dir),
         "name": manifest.name,
         "study_name": manifest.study_name,
         "samples": manifest.samples,
+        "epoch_budget": manifest.epoch_budget,
         "trials": len(frame),
         "states": states,
-        "epochs_done": int(frame["epochs"].fillna(0).sum()),
+        "epochs_done": epochs_done,
         "full_epochs": manifest.epochs,
         "best": None if best.empty else {key: _plain(best.iloc[0][key]) for key in
                                          ("number", "trial_id", "name", "params", "macs", "val_error")},
-        "resume_would": {"continue_unfinished": unfinished, "start_new": max(0, manifest.samples - asked)},
+        "resume_would": {"continue_unfinished": unfinished,
+                         "start_new": max(0, manifest.samples - asked) if can_start else 0},
     }
 
 
@@ -53,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"run {summary['name']}  ({summary['run_dir']})")
     print(f"trials: {summary['trials']} of {summary['samples']}  "
           + "  ".join(f"{state}={count}" for state, count in sorted(summary["states"].items())))
-    print(f"epochs trained: {summary['epochs_done']} (full budget {summary['full_epochs']} per trial)")
+    budget = f" of the epoch budget {summary['epoch_budget']}" if summary["epoch_budget"] else ""
+    print(f"epochs trained: {summary['epochs_done']}{budget} (full budget {summary['full_epochs']} per trial)")
     best = summary["best"]
     if best:
         print(f"best so far: #{best['number']} {best['name']}  val error {best['val_error']:.4f}  "
@@ -63,5 +69,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"`wrn-search resume {summary['run_dir']}` would continue {todo['continue_unfinished']} unfinished "
               f"trial(s) from their checkpoints and start {todo['start_new']} new one(s)")
     else:
-        print("the run is complete; `wrn-search resume --samples N` can add trials")
+        raise_flags = "--samples N or --epoch-budget N" if summary["epoch_budget"] else "--samples N"
+        print(f"the run is complete; `wrn-search resume {raise_flags}` can add trials")
     return 0
