@@ -146,9 +146,8 @@ def run(quick: bool = False, threads: int | None = None, images: int = 50_000) -
     log(f"loader: {images} images, {limit} batches x {repeats} repeats")
     with tempfile.TemporaryDirectory() as tmp, cifar10_files(tmp, *make_images(images)):
         ours = median_rate(lambda loader=our_loader(tmp, device): iter(loader), device, limit, repeats)
-        baseline_data = baseline_loader(tmp, device)
-        baseline = median_rate(lambda: iter(baseline_data), device, limit, repeats)
-        del baseline_data  # stops the persistent workers
+        # The loader lives as the lambda's default: dropped (persistent workers stopped) once timed.
+        baseline = median_rate(lambda loader=baseline_loader(tmp, device): iter(loader), device, limit, repeats)
     checks, details = check_same_augmentation(device, min(PROBE_IMAGES, images))
     workload = (f"{images} CIFAR-format uint8 images read from cifar-10-batches-py pickles, batch {BATCH_SIZE}, "
                 f"crop(pad 4, reflect)+flip+normalise, {limit * BATCH_SIZE} images per pass, median of "
