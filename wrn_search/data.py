@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import require_int, require_number
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -129,10 +131,8 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
     ``num_classes``, ``in_channels`` and ``input_size``.
     """
     info = dataset_info(name)
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction: must be a number in [0, 1), got {val_fraction!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: must be an integer >= 0, got {seed!r}")
+    require_number(val_fraction, "val_fraction", 0, 1, open_high=True)
+    require_int(seed, "seed", 0)
     allowed = {"svhn": {"extra"}, "synthetic": set(_SYNTHETIC_DEFAULTS)}.get(name, set())
     for key in options:
         if key not in allowed:
@@ -184,8 +184,7 @@ def _make_synthetic(info: DatasetInfo, seed: int, **options) -> tuple[DatasetInf
     """Uniform random pixels and labels: no signal, only shapes, for speed tests."""
     settings = {**_SYNTHETIC_DEFAULTS, **options}
     for key, value in settings.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "test_size" else 1):
-            raise ValueError(f"{key}: must be a positive integer, got {value!r}")
+        require_int(value, key, 0 if key == "test_size" else 1)
     channels, size, classes = settings["in_channels"], settings["input_size"], settings["num_classes"]
     info = replace(info, num_classes=classes, in_channels=channels, input_size=(size, size),
                    mean=(0.5,) * channels, std=(0.29,) * channels)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .checks import require_choice, require_int
+
 AUGMENTATIONS = ("crop_flip", "none")
 
 #: Reflection padding of the random crop, in pixels (the WRN paper's CIFAR recipe).
@@ -51,10 +53,8 @@ class DeviceLoader:
         device: str | torch.device = "cpu",
         channels_last: bool = False,
     ):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
-        if augment not in AUGMENTATIONS:
-            raise ValueError(f"augment: must be one of {', '.join(AUGMENTATIONS)}, got {augment!r}")
+        require_int(batch_size, "batch_size", 1)
+        require_choice(augment, "augment", AUGMENTATIONS)
         self.device = torch.device(device)
         self.images = torch.tensor(images, dtype=torch.uint8, device=self.device)
         self.labels = torch.tensor(labels, dtype=torch.int64, device=self.device)

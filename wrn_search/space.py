@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from .budget import Budget, CostModel, width_span
+from .checks import is_number, require_bool, require_choice, require_int, require_number
 from .data import dataset_info
 from .spec import WRNSpec, format_block, parse_block, valid_depths_near
 
@@ -416,15 +417,15 @@ def _widths(raw: Any) -> tuple[float, ...]:
     where = "dimensions.widen_factor"
     if isinstance(raw, dict):
         _check_keys(raw, where, ("min", "max", "step"))
-        low, high = _required_number(raw, where, "min", 0, exclusive=True), _required_number(raw, where, "max", 0, exclusive=True)
+        low, high = _required_number(raw, where, "min"), _required_number(raw, where, "max")
         if high < low:
             raise ValueError(f"{where}: max {high} is below min {low}")
         step = raw.get("step", 1)
         if "step" not in raw and not (float(low).is_integer() and float(high).is_integer()):
             raise ValueError(f"{where}: a fractional range needs a step, e.g. {{min: {low}, max: {high}, step: 0.25}}")
-        values = _arange(low, high, _number(step, f"{where}.step", 0, exclusive=True), where)
+        values = _arange(low, high, require_number(step, f"{where}.step", 0, open_low=True), where)
     else:
-        values = sorted({_number(value, where, 0, exclusive=True) for value in _as_list(raw, where)})
+        values = sorted({require_number(value, where, 0, open_low=True) for value in _as_list(raw, where)})
     return tuple(int(value) if float(value).is_integer() else value for value in values)
 
 
@@ -438,25 +439,22 @@ def _arange(low: float, high: float, step: float, where: str) -> list[float]:
 def _int_values(raw: Any, where: str, minimum: int) -> tuple[int, ...]:
     if isinstance(raw, dict):
         _check_keys(raw, where, ("min", "max", "step"))
-        low, high = _int(raw.get("min"), f"{where}.min", minimum), _int(raw.get("max"), f"{where}.max", minimum)
+        low = require_int(raw.get("min"), f"{where}.min", minimum)
+        high = require_int(raw.get("max"), f"{where}.max", minimum)
         if high < low:
             raise ValueError(f"{where}: max {high} is below min {low}")
-        return tuple(range(low, high + 1, _int(raw.get("step", 1), f"{where}.step", 1)))
-    return tuple(sorted({_int(value, where, minimum) for value in _as_list(raw, where)}))
+        return tuple(range(low, high + 1, require_int(raw.get("step", 1), f"{where}.step", 1)))
+    return tuple(sorted({require_int(value, where, minimum) for value in _as_list(raw, where)}))
 
 
 def _hyperparameter(name: str, raw: Any) -> Axis:
     """Parse dropout, lr, weight_decay or batch_size: a list of choices or a {min, max, step, log} range."""
     where = f"dimensions.{name}"
     integer = name == "batch_size"
-    low_bound, exclusive = {"dropout": (0, False), "lr": (0, True), "weight_decay": (0, False),
-                            "batch_size": (1, False)}[name]
+    bounds = {"dropout": {"high": 1, "open_high": True}, "lr": {"open_low": True}, "weight_decay": {}}
 
     def value(raw_value: Any, key: str = where) -> float:
-        result = _int(raw_value, key, low_bound) if integer else _number(raw_value, key, low_bound, exclusive)
-        if name == "dropout" and result >= 1:
-            raise ValueError(f"{key}: must be in [0, 1), got {result!r}")
-        return result
+        return require_int(raw_value, key, 1) if integer else require_number(raw_value, key, 0, **bounds[name])
 
     if not isinstance(raw, dict):
         return Axis(choices=tuple(dict.fromkeys(value(item) for item in _as_list(raw, where))))
@@ -465,11 +463,11 @@ def _hyperparameter(name: str, raw: Any) -> Axis:
     if high < low:
         raise ValueError(f"{where}: max {high} is below min {low}")
     log = raw.get("log", False)
-    if not isinstance(log, bool):
-        raise ValueError(f"{where}.log: must be true or false, got {log!r}")
+    require_bool(log, f"{where}.log")
     step = raw.get("step")
     if step is not None:
-        step = _int(step, f"{where}.step", 1) if integer else _number(step, f"{where}.step", 0, exclusive=True)
+        where_step = f"{where}.step"
+        step = require_int(step, where_step, 1) if integer else require_number(step, where_step, 0, open_low=True)
         if log:
             raise ValueError(f"{where}: step and log: true cannot be combined")
     if log and low <= 0:
@@ -484,10 +482,9 @@ def _dataset(raw: Any) -> DatasetSection:
     dataset_info(values["name"])  # unknown names list the known ones
     if values["root"] is not None and not isinstance(values["root"], str):
         raise ValueError(f"dataset.root: must be a path or null, got {values['root']!r}")
-    _bool(values["download"], "dataset.download")
-    fraction = _number(values["val_fraction"], "dataset.val_fraction", 0, exclusive=True)
-    if fraction >= 1:  # a search selects on validation error, so it needs a validation split
-        raise ValueError(f"dataset.val_fraction: must be in (0, 1), got {fraction}")
+    require_bool(values["download"], "dataset.download")
+    # A search selects on validation error, so it needs a validation split.
+    require_number(values["val_fraction"], "dataset.val_fraction", 0, 1, open_low=True, open_high=True)
     return DatasetSection(**values)
 
 
@@ -499,7 +496,7 @@ def _training(raw: Any, searched: dict[str, Axis]) -> dict:
         if key in searched:
             raise ValueError(f"training.{key}: also searched in dimensions.{key}; give it in one place")
     if "epochs" in raw:
-        _int(raw["epochs"], "training.epochs", 1)
+        require_int(raw["epochs"], "training.epochs", 1)
     return dict(raw)
 
 
@@ -507,7 +504,7 @@ def _budget(raw: Any) -> Budget:
     values = _section(raw, "budget", Budget)
     for key, value in values.items():
         if value is not None:
-            _int(value, f"budget.{key}", 1)
+            require_int(value, f"budget.{key}", 1)
     budget = Budget(**values)
     if None not in (budget.min_params, budget.max_params) and budget.min_params > budget.max_params:
         raise ValueError(f"budget: min_params {budget.min_params:,} is above max_params {budget.max_params:,}")
@@ -522,34 +519,34 @@ def _search(raw: Any, training: dict) -> SearchSettings:
     if not isinstance(objectives, (list, tuple)) or not objectives:
         raise ValueError(f"search.objectives: must be a list from {', '.join(OBJECTIVES)}, val_error first")
     for objective in objectives:
-        _choice(objective, "search.objectives", OBJECTIVES)
+        require_choice(objective, "search.objectives", OBJECTIVES)
     if objectives[0] != "val_error" or len(set(objectives)) != len(objectives):
         raise ValueError(f"search.objectives: val_error must come first and each objective once, got {list(objectives)}")
     values["objectives"] = tuple(objectives)
-    _choice(values["sampler"], "search.sampler", SAMPLERS)
+    require_choice(values["sampler"], "search.sampler", SAMPLERS)
     if values["scheduler"] is None:
         values["scheduler"] = "moasha" if len(objectives) > 1 else "asha"
-    _choice(values["scheduler"], "search.scheduler", SCHEDULERS)
-    _int(values["samples"], "search.samples", 1)
+    require_choice(values["scheduler"], "search.scheduler", SCHEDULERS)
+    require_int(values["samples"], "search.samples", 1)
     if values["epoch_budget"] is not None:
-        _int(values["epoch_budget"], "search.epoch_budget", 1)
-    _int(values["max_concurrent"], "search.max_concurrent", 1)
-    _int(values["seed"], "search.seed", 0)
-    _int(values["grace_period"], "search.grace_period", 1)
+        require_int(values["epoch_budget"], "search.epoch_budget", 1)
+    require_int(values["max_concurrent"], "search.max_concurrent", 1)
+    require_int(values["seed"], "search.seed", 0)
+    require_int(values["grace_period"], "search.grace_period", 1)
     epochs = training.get("epochs", 200)
     if values["grace_period"] > epochs:
         raise ValueError(f"search.grace_period: {values['grace_period']} is more than training.epochs ({epochs})")
-    _number(values["reduction_factor"], "search.reduction_factor", 1, exclusive=True)
+    require_number(values["reduction_factor"], "search.reduction_factor", 1, open_low=True)
     return SearchSettings(**values)
 
 
 def _resources(raw: Any) -> Resources:
     values = _section(raw, "resources", Resources)
-    _number(values["cpus_per_trial"], "resources.cpus_per_trial", 0, exclusive=True)
+    require_number(values["cpus_per_trial"], "resources.cpus_per_trial", 0, open_low=True)
     if values["gpus_per_trial"] != "auto":
-        if isinstance(values["gpus_per_trial"], (int, float)) and values["gpus_per_trial"] > 1:
+        if is_number(values["gpus_per_trial"]) and values["gpus_per_trial"] > 1:
             raise ValueError("resources.gpus_per_trial: a trial trains on one GPU; give a number in [0, 1] or 'auto'")
-        _number(values["gpus_per_trial"], "resources.gpus_per_trial (a number >= 0 or 'auto')", 0)
+        require_number(values["gpus_per_trial"], "resources.gpus_per_trial (a number >= 0 or 'auto')", 0)
     return Resources(**values)
 
 
@@ -582,34 +579,11 @@ def _as_list(raw: Any, where: str) -> list:
     return values
 
 
-def _choice(value: Any, where: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
-
-
-def _bool(value: Any, where: str) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{where}: must be true or false, got {value!r}")
-
-
-def _int(value: Any, where: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{where}: must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _number(value: Any, where: str, minimum: float, exclusive: bool = False) -> float:
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-          and (value > minimum if exclusive else value >= minimum))
-    if not ok:
-        raise ValueError(f"{where}: must be a number {'>' if exclusive else '>='} {minimum}, got {value!r}")
-    return value
-
-
-def _required_number(raw: dict, where: str, key: str, minimum: float, exclusive: bool = False) -> float:
+def _required_number(raw: dict, where: str, key: str) -> float:
+    """A range's ``min`` or ``max``: required, and a number > 0."""
     if key not in raw:
         raise ValueError(f"{where}.{key}: required in a range {{min, max[, step]}}")
-    return _number(raw[key], f"{where}.{key}", minimum, exclusive)
+    return require_number(raw[key], f"{where}.{key}", 0, open_low=True)
 
 
 def _plain(value: Any) -> Any:

@@ -9,9 +9,10 @@ millions of candidates; ``tests/test_spec.py`` checks it against the built modul
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
+
+from .checks import is_int, require_int, require_number
 
 #: Channel widths of the stem and of the three groups before widening.
 STEM_WIDTH = 16
@@ -60,7 +61,7 @@ def validate_kernels(kernels: tuple[int, ...], field: str = "kernels") -> None:
     if not kernels:
         raise ValueError(f"{field}: a block needs at least one kernel, e.g. B(3,3)")
     for size in kernels:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1 or size % 2 == 0:
+        if not is_int(size) or size < 1 or size % 2 == 0:
             raise ValueError(f"{field}: kernel sizes must be odd integers >= 1, got {size!r} in {kernels}")
 
 
@@ -86,12 +87,8 @@ class WRNSpec:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        n = self.blocks_per_group
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"blocks_per_group: must be an integer >= 1, got {n!r}")
-        k = self.widen_factor
-        if isinstance(k, bool) or not isinstance(k, (int, float)) or not math.isfinite(k) or k <= 0:
-            raise ValueError(f"widen_factor: must be a number > 0, got {k!r}")
+        require_int(self.blocks_per_group, "blocks_per_group", 1)
+        k = require_number(self.widen_factor, "widen_factor", 0, open_low=True)
         k = round(float(k), DECIMALS)  # names carry k and dropout exactly, so parse(name) == spec
         if k <= 0:
             raise ValueError(f"widen_factor: must be >= {10**-DECIMALS}, got {self.widen_factor!r}")
@@ -101,9 +98,7 @@ class WRNSpec:
             raise ValueError(f"kernels: must be a tuple of odd integers, got {self.kernels!r}")
         validate_kernels(kernels)
         object.__setattr__(self, "kernels", kernels)
-        p = self.dropout
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout: must be a number in [0, 1), got {p!r}")
+        p = require_number(self.dropout, "dropout", 0, 1, open_high=True)
         object.__setattr__(self, "dropout", round(float(p), DECIMALS))
 
     # -- naming ---------------------------------------------------------------
@@ -116,7 +111,7 @@ class WRNSpec:
         kernels = tuple(kernels)
         validate_kernels(kernels)
         l = len(kernels)
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 3 * l + 4 or (depth - 4) % (3 * l):
+        if not is_int(depth) or depth < 3 * l + 4 or (depth - 4) % (3 * l):
             near = " or ".join(str(d) for d in valid_depths_near(int(depth) if isinstance(depth, int) else 4, l))
             raise ValueError(
                 f"depth: {depth!r} is not 3*N*l+4 for {format_block(kernels)} (l={l}); nearest valid depths: {near}"

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import is_number, require_choice, require_int, require_number
 from .data import Dataset, Split
 from .loader import AUGMENTATIONS, DeviceLoader, derive_seed
 from .model import build_model
@@ -53,24 +54,6 @@ class CheckpointError(ValueError):
 
 class _Diverged(Exception):
     pass
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _check_number(name: str, value, low: float, high: float, open_low: bool = False, open_high: bool = False) -> None:
-    """Finite number within [low, high], with either end open on request."""
-    numeric = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if not numeric or not (low < value if open_low else low <= value) or not (value < high if open_high else value <= high):
-        interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high or high == math.inf else ']'}"
-        raise ValueError(f"{name}: must be a number in {interval}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -103,25 +86,25 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "milestones", tuple(self.milestones))
-        _check_int("epochs", self.epochs, 1)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_int("seed", self.seed, 0)
+        require_int(self.epochs, "epochs", 1)
+        require_int(self.batch_size, "batch_size", 1)
+        require_int(self.seed, "seed", 0)
         if self.num_threads is not None:
-            _check_int("num_threads", self.num_threads, 1)
-        _check_number("lr", self.lr, 0, math.inf, open_low=True)
-        _check_number("momentum", self.momentum, 0, 1, open_high=True)
-        _check_number("weight_decay", self.weight_decay, 0, math.inf)
-        _check_number("gamma", self.gamma, 0, 1, open_low=True)
-        _check_number("label_smoothing", self.label_smoothing, 0, 1, open_high=True)
+            require_int(self.num_threads, "num_threads", 1)
+        require_number(self.lr, "lr", 0, open_low=True)
+        require_number(self.momentum, "momentum", 0, 1, open_high=True)
+        require_number(self.weight_decay, "weight_decay", 0)
+        require_number(self.gamma, "gamma", 0, 1, open_low=True)
+        require_number(self.label_smoothing, "label_smoothing", 0, 1, open_high=True)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov: needs momentum > 0")
-        _check_choice("schedule", self.schedule, ("step", "cosine"))
-        if not all(isinstance(m, (int, float)) and 0 < m < 1 for m in self.milestones) \
+        require_choice(self.schedule, "schedule", ("step", "cosine"))
+        if not all(is_number(m) and 0 < m < 1 for m in self.milestones) \
                 or list(self.milestones) != sorted(set(self.milestones)):
             raise ValueError(f"milestones: must be increasing fractions of the epochs in (0, 1), got {self.milestones}")
         if self.augment is not None:
-            _check_choice("augment", self.augment, AUGMENTATIONS)
-        _check_choice("precision", self.precision, ("auto", "bf16", "fp32"))
+            require_choice(self.augment, "augment", AUGMENTATIONS)
+        require_choice(self.precision, "precision", ("auto", "bf16", "fp32"))
         if self.device != "auto":
             try:
                 torch.device(self.device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..checks import require_int
 from ..spec import WRNSpec, format_number
 
 HELP = "print depth, layers, parameters and MACs of WRN specs (e.g. WRN-28-10, WRN-40-2-B(3,1,3))"
@@ -35,8 +36,7 @@ def describe(spec: WRNSpec, classes: int, in_channels: int, input_size: int) -> 
 def run(args: argparse.Namespace) -> int:
     for field, value, minimum in (("--classes", args.classes, 1), ("--in-channels", args.in_channels, 1),
                                   ("--input-size", args.input_size, 8)):
-        if value < minimum:
-            raise ValueError(f"{field}: must be >= {minimum}, got {value}")
+        require_int(value, field, minimum)
     rows = [describe(WRNSpec.parse(name), args.classes, args.in_channels, args.input_size) for name in args.specs]
     if args.json:
         for row in rows:
