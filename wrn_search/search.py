@@ -226,7 +226,7 @@ def create_run(space: SearchSpace, run_dir: Path, name: str, tune_storage: str, 
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=search_algorithm(searcher, space.search.max_concurrent),
-            scheduler=make_scheduler(space, run_dir), num_samples=-1, reuse_actors=True,
+            scheduler=make_scheduler(space, run_dir), num_samples=manifest.samples, reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=TUNE_DIR, storage_path=tune_storage, verbose=verbose,

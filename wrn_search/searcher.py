@@ -200,17 +200,22 @@ class StudySearcher(OptunaSearch):
 
 
 class ResumableSearchGenerator(SearchGenerator):
-    """Tune's ``SearchGenerator`` that forgets, on restore, that the search once finished.
+    """Tune's ``SearchGenerator`` that takes its budget from the searcher again on restore.
 
     Tune snapshots that the searcher said FINISHED (or that Ctrl-C stopped the run)
-    and restores that flag, so a resume would never ask for a trial again, not even
-    after ``resume --samples`` raised the budget. The searcher's own budgets, re-read
-    from ``run.json``, decide instead: if they are spent it says FINISHED again.
+    and the trial total, and restores both, so a resume would never ask for more
+    trials, not even after ``resume --samples`` raised the budget. The searcher's own
+    budgets, re-read from ``run.json``, decide instead: if they are spent it says
+    FINISHED again.
     """
 
     def set_state(self, state: dict) -> None:
         super().set_state(state)
         self._finished = False
+        searcher = self.searcher
+        while hasattr(searcher, "searcher"):  # through the ConcurrencyLimiter
+            searcher = searcher.searcher
+        self._total_samples = max(self._total_samples, searcher.samples)
 
 
 def search_algorithm(searcher: StudySearcher, max_concurrent: int) -> ResumableSearchGenerator:
