@@ -78,6 +78,14 @@ def test_state_dict_export_with_spec_and_card(run, tmp_path, capsys):
         assert torch.equal(model(images), checkpoint_logits(run, images))
 
 
+def test_exported_program_gives_the_checkpoint_logits(run, tmp_path):
+    assert main(["export", str(run), "--trial", "3", "--out", str(tmp_path), "--format", "exported_program"]) == 0
+    program = torch.export.load(str(tmp_path / "trial-3" / "model.pt2"))
+    images = example_input("digits", batch=5)  # another batch size than the one exported
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(images), checkpoint_logits(run, images), rtol=1e-5, atol=1e-5)
+
+
 def test_torchscript_gives_the_checkpoint_logits(run, tmp_path):
     assert main(["export", str(run), "--trial", "3", "--out", str(tmp_path), "--format", "torchscript"]) == 0
     scripted = torch.jit.load(str(tmp_path / "trial-3" / "model.torchscript.pt"))
@@ -112,6 +120,8 @@ def test_bad_requests_are_exit_2(run, tmp_path, capsys):
     assert "no trial 'nope'" in capsys.readouterr().err
     assert main(["export", str(run), "--trial", "4", "--out", str(tmp_path)]) == 2  # never checkpointed
     assert "no checkpoint.pt for trial 7a1b2_00004" in capsys.readouterr().err
+    assert main(["export", str(run), "--trial", "3", "--out", str(tmp_path), "--format", "pickle"]) == 2
+    assert "--format: 'pickle' is not one of state_dict, exported_program, torchscript, onnx" in capsys.readouterr().err
 
 
 def test_retrain_reports_test_error(run, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Export trained trials of a run: weights (state_dict, TorchScript or ONNX), spec and model card.
+"""Export trained trials of a run: weights (state_dict, torch.export, TorchScript or ONNX), spec and model card.
 
 The weights come from the trial's last Ray checkpoint (``checkpoint.pt``
 written by :meth:`wrn_search.train.Trainer.save_checkpoint`), found under the
@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .checks import require_choice
 from .data import dataset_info
 from .model import WideResNet, build_model
 from .pareto import pareto_front
@@ -24,8 +25,9 @@ from .rundir import RunManifest
 from .spec import WRNSpec
 from .train import CHECKPOINT_FILE, CHECKPOINT_FORMAT
 
-FORMATS = ("state_dict", "torchscript", "onnx")
-WEIGHT_FILES = {"state_dict": "model.pt", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+FORMATS = ("state_dict", "exported_program", "torchscript", "onnx")
+WEIGHT_FILES = {"state_dict": "model.pt", "exported_program": "model.pt2", "torchscript": "model.torchscript.pt",
+                "onnx": "model.onnx"}
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
 
 
@@ -108,10 +110,14 @@ def example_input(dataset: str, batch: int = 2) -> torch.Tensor:
 
 
 def save_weights(model: Model, fmt: str, dataset: str, path: Path) -> None:
-    """Write the weights in ``fmt``; TorchScript and ONNX take a dynamic batch dimension."""
+    """Write the weights in ``fmt``; every format but ``state_dict`` takes a dynamic batch dimension."""
+    require_choice(fmt, "--format", FORMATS)
     example = example_input(dataset)
+    batch = {"x": {0: torch.export.Dim("batch")}}
     if fmt == "state_dict":
         torch.save(model.module.state_dict(), path)
+    elif fmt == "exported_program":
+        torch.export.save(torch.export.export(model.module, (example,), dynamic_shapes=batch), str(path))
     elif fmt == "torchscript":
         with torch.no_grad():
             torch.jit.save(torch.jit.trace(model.module, example), str(path))
@@ -122,10 +128,7 @@ def save_weights(model: Model, fmt: str, dataset: str, path: Path) -> None:
         except ImportError:
             raise ValueError("--format onnx: needs the onnx and onnxscript packages: pip install onnx onnxscript") from None
         torch.onnx.export(model.module, (example,), str(path), input_names=["images"], output_names=["logits"],
-                          dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, dynamo=True, external_data=False,
-                          verbose=False)
-    else:
-        raise ValueError(f"--format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
+                          dynamic_shapes=batch, dynamo=True, external_data=False, verbose=False)
 
 
 def model_card(row: pd.Series, model: Model, manifest: RunManifest, fmt: str) -> dict:
@@ -166,8 +169,7 @@ def card_markdown(card: dict) -> str:
 def export_trials(run_dir: str | Path, trial: str | None = None, pareto: bool = False, out: str | Path | None = None,
                   fmt: str = "state_dict", retrain_epochs: int | None = None) -> list[Path]:
     """Export one trial or the Pareto set; returns the folders written (``<out>/trial-<number>``)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"--format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    require_choice(fmt, "--format", FORMATS)
     if (trial is None) == (not pareto):
         raise ValueError("export: give exactly one of --trial ID and --pareto")
     if retrain_epochs is not None and retrain_epochs < 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "export a trial (or the Pareto set): weights (state_dict, TorchScript, ONNX), spec.json, model card"
+HELP = "export a trial (or the Pareto set): weights (state_dict, torch.export, TorchScript, ONNX), spec.json, model card"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,8 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--trial", metavar="ID", help="a Ray trial id (e.g. f2fc04d2) or an Optuna trial number")
     which.add_argument("--pareto", action="store_true", help="every trial of the Pareto set")
     parser.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/export); one trial-N folder each")
-    parser.add_argument("--format", dest="fmt", choices=["state_dict", "torchscript", "onnx"], default="state_dict",
-                        help="weights format (default state_dict; onnx needs the onnx and onnxscript packages)")
+    parser.add_argument("--format", dest="fmt", default="state_dict",
+                        help="weights format: state_dict (default), exported_program (torch.export's .pt2), "
+                             "torchscript, or onnx (needs the onnx and onnxscript packages)")
     parser.add_argument("--retrain", type=int, metavar="EPOCHS",
                         help="instead of the search checkpoint, train EPOCHS epochs on train+val and report test error")
 
