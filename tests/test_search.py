@@ -81,6 +81,11 @@ def test_grid_visits_each_feasible_architecture_once(local_ray, tmp_path):
     run_dir = run_search(space, name="grid", storage_path=str(tmp_path / "runs"), verbose=0)
     names = sorted(t.user_attrs["name"] for t in study_of(run_dir).trials)
     assert names == feasible
+    # Every trial was told once, the last one too (Optuna's GridSampler would raise on its tell).
+    assert sorted(r["name"] for r in read_jsonl(run_dir / "trials.jsonl")) == feasible
+    assert all(t.state.name == "COMPLETE" for t in study_of(run_dir).trials)
+    resume_search(run_dir, samples=60)  # the grid is exhausted: a higher sample budget adds nothing
+    assert len(study_of(run_dir).trials) == len(feasible)
 
 
 def test_an_epoch_budget_ends_the_search_before_its_samples(local_ray, tmp_path):

@@ -11,7 +11,7 @@ from search_helpers import write_space
 from wrn_search.rundir import RunManifest, append_jsonl, read_jsonl
 from wrn_search.results import load_run
 from wrn_search.rundir import open_storage
-from wrn_search.searcher import StudySearcher, make_sampler
+from wrn_search.searcher import StudySearcher, make_sampler, search_algorithm
 from wrn_search.space import load_space
 
 EPOCHS = 3
@@ -70,6 +70,27 @@ def test_an_errored_trial_rerun_by_resume_ends_complete(tmp_path):
     assert len(searcher.study.get_trials()) == 2
     frame = load_run(tmp_path)
     assert frame.set_index("number")["outcome"].to_dict() == {0: "retried", 1: "completed"}
+
+
+def test_the_search_algorithm_passes_on_a_rerun_it_no_longer_tracks(tmp_path):
+    """Ray's ConcurrencyLimiter drops the completion of an errored trial that a resume re-ran."""
+    searcher = make_searcher(tmp_path, samples=1)
+    limiter = search_algorithm(searcher, max_concurrent=1).searcher
+    config = limiter.suggest("t0")
+    limiter.on_trial_complete("t0", None, error=True)
+    limiter.on_trial_complete("t0", result(EPOCHS, 0.2, config["params"]))
+    assert [t.user_attrs["outcome"] for t in searcher.study.get_trials()] == ["error", "completed"]
+
+
+def test_the_grid_sampler_ends_the_search_when_exhausted(tmp_path):
+    searcher = make_searcher(tmp_path, samples=50, sampler="grid", scheduler="none")
+    names = []
+    while (config := searcher.suggest(f"t{len(names)}")) is not Searcher.FINISHED:
+        names.append(config["name"])
+        # Optuna's own GridSampler raises on the last grid point's tell.
+        searcher.on_trial_complete(f"t{len(names) - 1}", result(EPOCHS, 0.1, config["params"]))
+    assert 1 < len(names) < 50 and len(set(names)) == len(names)  # every grid point once, then FINISHED
+    assert len(read_jsonl(tmp_path / "trials.jsonl")) == len(names)
 
 
 def test_restore_fails_trials_asked_after_the_last_snapshot(tmp_path):

@@ -281,11 +281,10 @@ def resume_search(run_dir: str | Path, samples: int | None = None, address: str 
     run_dir = Path(run_dir).expanduser().resolve()
     manifest = RunManifest.load(run_dir)
     space = load_space(str(run_dir / SPACE_FILE))
-    for key, value in (("samples", samples), ("epoch_budget", epoch_budget)):
-        if value is not None:
-            if value < 1:
-                raise ValueError(f"{key}: must be >= 1, got {value}")
-            setattr(manifest, key, value)
+    raised = {key: value for key, value in (("samples", samples), ("epoch_budget", epoch_budget)) if value is not None}
+    if raised:  # validated as the space's own fields, on top of the budgets an earlier resume may have set
+        budgets = space.with_overrides(**{"samples": manifest.samples, "epoch_budget": manifest.epoch_budget, **raised})
+        manifest.samples, manifest.epoch_budget = sample_budget(budgets), budgets.search.epoch_budget
     if not tune.Tuner.can_restore(manifest.tune_path):
         raise ValueError(f"run_dir: {run_dir} has no Ray experiment to restore at {manifest.tune_path}")
     open_storage(manifest.storage)

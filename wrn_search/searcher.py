@@ -28,6 +28,18 @@ from .rundir import TRIAL_LOG, RunManifest, append_jsonl, open_storage, trained_
 from .space import SearchSpace
 from .spec import WRNSpec
 
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """``GridSampler`` that does not stop the study after the last grid point.
+
+    Optuna's calls ``study.stop()``, which is only legal inside ``study.optimize``:
+    under Tune's ask-and-tell it raises on the last trial's tell, and Tune retries
+    that trial. The searcher stops asking once the grid is exhausted instead.
+    """
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
 def make_sampler(space: SearchSpace, seed: int | None = None) -> optuna.samplers.BaseSampler:
     """The Optuna sampler named by ``space.search.sampler``."""
     search = space.search
@@ -41,7 +53,7 @@ def make_sampler(space: SearchSpace, seed: int | None = None) -> optuna.samplers
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
-        return optuna.samplers.GridSampler(space.grid_axes(), seed=seed)
+        return AskTellGridSampler(space.grid_axes(), seed=seed)
     if name in ("gp", "qmc"):
         try:
             import scipy  # noqa: F401  (both samplers need it)
@@ -93,9 +105,11 @@ class StudySearcher(OptunaSearch):
         return sum(self.trained.values())
 
     def _out_of_budget(self) -> bool:
-        """Whether a new trial would exceed ``samples`` or the epoch budget."""
-        return len(self._ot_trials) >= self.samples or (
-            self.epoch_budget is not None and self.epochs_spent >= self.epoch_budget)
+        """Whether a new trial would exceed ``samples`` or the epoch budget, or repeat a visited grid point."""
+        sampler = self.study.sampler
+        return (len(self._ot_trials) >= self.samples
+                or (self.epoch_budget is not None and self.epochs_spent >= self.epoch_budget)
+                or (isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(self.study)))
 
     def suggest(self, trial_id: str) -> dict | None:
         if trial_id not in self._ot_trials and self._out_of_budget():
@@ -202,11 +216,10 @@ class StudySearcher(OptunaSearch):
 class ResumableSearchGenerator(SearchGenerator):
     """Tune's ``SearchGenerator`` that takes its budget from the searcher again on restore.
 
-    Tune snapshots that the searcher said FINISHED (or that Ctrl-C stopped the run)
-    and the trial total, and restores both, so a resume would never ask for more
-    trials, not even after ``resume --samples`` raised the budget. The searcher's own
-    budgets, re-read from ``run.json``, decide instead: if they are spent it says
-    FINISHED again.
+    Tune snapshots that the searcher said FINISHED and the trial total, and restores
+    both, so a resume of a finished run would never ask for more trials, not even
+    after ``resume --samples`` raised the budget. The searcher's own budgets, re-read
+    from ``run.json``, decide instead: if they are spent it says FINISHED again.
     """
 
     def set_state(self, state: dict) -> None:
@@ -218,6 +231,20 @@ class ResumableSearchGenerator(SearchGenerator):
         self._total_samples = max(self._total_samples, searcher.samples)
 
 
+class RerunAwareConcurrencyLimiter(ConcurrencyLimiter):
+    """Ray's ``ConcurrencyLimiter``, passing on the completion of a trial it no longer tracks.
+
+    An errored trial leaves the limiter; when a resume re-runs it (``resume_errored``),
+    Ray's limiter drops its completion, and the study would never hear how the re-run ended.
+    """
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self.live_trials:
+            super().on_trial_complete(trial_id, result=result, error=error)
+        else:
+            self.searcher.on_trial_complete(trial_id, result=result, error=error)
+
+
 def search_algorithm(searcher: StudySearcher, max_concurrent: int) -> ResumableSearchGenerator:
     """What Tune gets as ``search_alg``: the searcher behind a concurrency limit, resumable."""
-    return ResumableSearchGenerator(ConcurrencyLimiter(searcher, max_concurrent=max_concurrent))
+    return ResumableSearchGenerator(RerunAwareConcurrencyLimiter(searcher, max_concurrent=max_concurrent))
