@@ -72,8 +72,12 @@ def test_kill_the_driver_then_resume(tmp_path):
     after = pd.DataFrame(read_jsonl(run_dir / "epochs.jsonl")).iloc[lines_before:]
     lost = {t.number for t in study.trials if t.user_attrs.get("outcome") == "lost"}
     assert all(study.trials[n].state.name == "FAIL" for n in lost)  # asked after Ray's last snapshot
-    assert interrupted - lost, "no trial was caught mid-training by Ray's snapshot"
-    for number in interrupted - lost:
+    # A trial three checkpoints in forced a snapshot holding its checkpoint; one that Ray knew with no
+    # checkpoint in its last snapshot yet restarts from epoch 1, as Tune restores it.
+    reached = epochs_before.groupby("number")["epoch"].max()
+    three_in = {number for number in interrupted - lost if reached[number] >= 3}
+    assert three_in, "no trial was caught three checkpoints into training"
+    for number in three_in:
         epochs = after[after["number"] == number]["epoch"].tolist()
         assert epochs and epochs[0] > 1, f"trial {number} restarted from epoch 1: {epochs}"
     pareto = pd.read_csv(run_dir / "pareto.csv")
