@@ -140,14 +140,19 @@ def read_jsonl(path: Path) -> list[dict]:
     return records
 
 
+def count_epoch(trained: dict[str, int], trial_id: str, epoch: int | None) -> None:
+    """Keep the highest epoch of each trial: one re-run from a checkpoint reports epochs again; they count once."""
+    if epoch is not None:
+        trained[trial_id] = max(trained.get(trial_id, 0), int(epoch))
+
+
 def trained_epochs(run_dir: str | Path) -> dict[str, int]:
     """The highest epoch each Ray trial id logged in ``epochs.jsonl``: the epochs spent against
-    ``search.epoch_budget`` (a trial re-run from a checkpoint logs epochs again; they count once)."""
-    epochs: dict[str, int] = {}
+    ``search.epoch_budget``."""
+    trained: dict[str, int] = {}
     for record in read_jsonl(Path(run_dir) / EPOCH_LOG):
-        if record.get("epoch") is not None:
-            epochs[record["trial_id"]] = max(epochs.get(record["trial_id"], 0), int(record["epoch"]))
-    return epochs
+        count_epoch(trained, record["trial_id"], record.get("epoch"))
+    return trained
 
 
 def _jsonable(value):

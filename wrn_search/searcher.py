@@ -24,9 +24,10 @@ from optuna.trial import TrialState
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from .rundir import TRIAL_LOG, RunManifest, append_jsonl, open_storage, trained_epochs
+from .rundir import TRIAL_LOG, RunManifest, append_jsonl, count_epoch, open_storage, trained_epochs
 from .space import SearchSpace
 from .spec import WRNSpec
+
 
 class AskTellGridSampler(optuna.samplers.GridSampler):
     """``GridSampler`` that does not stop the study after the last grid point.
@@ -133,16 +134,12 @@ class StudySearcher(OptunaSearch):
         return TrialState.COMPLETE, "completed"
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        self._count_epochs(trial_id, result)
+        count_epoch(self.trained, trial_id, result.get("epoch"))
         super().on_trial_result(trial_id, result)  # reports intermediate values for single-objective pruning
 
-    def _count_epochs(self, trial_id: str, result: dict | None) -> None:
-        """Keep the highest epoch: a trial retried from its checkpoint reports earlier epochs again."""
-        if result and result.get("epoch") is not None:
-            self.trained[trial_id] = max(self.trained.get(trial_id, 0), int(result["epoch"]))
-
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        self._count_epochs(trial_id, result)  # Tune skips on_trial_result for a trial's last result
+        # Tune skips on_trial_result for a trial's last result.
+        count_epoch(self.trained, trial_id, (result or {}).get("epoch"))
         if trial_id not in self._ot_trials:
             return
         trial = self._ot_trials[trial_id]
