@@ -9,13 +9,13 @@ from pathlib import Path
 import optuna
 import yaml
 
-from wrn_search.rundir import RunManifest
+from wrn_search.rundir import RunManifest, open_storage
 
 
 def study_of(run_dir) -> optuna.Study:
     """The run's study, opened the way a user would from run.json."""
     manifest = RunManifest.load(run_dir)
-    return optuna.load_study(study_name=manifest.study_name, storage=manifest.storage)
+    return optuna.load_study(study_name=manifest.study_name, storage=open_storage(manifest.storage))
 
 
 def run_cli(*args, cwd) -> subprocess.CompletedProcess:

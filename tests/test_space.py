@@ -19,7 +19,7 @@ from wrn_search.spec import WRNSpec, parse_block
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-READY = ["quickstart", "cifar10-mobile", "cifar10-2m", "cifar100-10m", "paper-block-types", "paper-width-depth"]
+READY = ["quickstart", "cifar10-mobile", "cifar10-2m", "cifar100-10m", "digits-wrn", "paper-block-types", "paper-width-depth"]
 CIFAR = CostModel.for_dataset(dataset_info("cifar10"))
 
 
@@ -92,8 +92,11 @@ def test_ready_space_enumeration_is_the_brute_force_feasible_set(name):
     space = load_space(name)
     document = space.to_dict()["dimensions"]
     kernels_list = [parse_block(text) for text in document.get("block_types", ["B(3,3)"])]
-    depth = document["depth"]
-    depths = range(depth["min"], depth["max"] + 1) if isinstance(depth, dict) else depth
+    if "blocks_per_group" in document:  # N given: the depths it means for each block type
+        depths = sorted({3 * n * len(kernels) + 4 for n in document["blocks_per_group"] for kernels in kernels_list})
+    else:
+        depth = document["depth"]
+        depths = range(depth["min"], depth["max"] + 1) if isinstance(depth, dict) else depth
     expected = set()
     for kernels, d, k in itertools.product(kernels_list, depths, space.widths):
         if (d - 4) % (3 * len(kernels)) == 0:

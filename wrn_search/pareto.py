@@ -7,7 +7,9 @@ trials compete; exact duplicates of a non-dominated point are all on the front.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -105,3 +107,29 @@ def hypervolume_history(
         "hypervolume_fraction": np.asarray(volumes) / float(np.prod(reference)) if len(volumes) else [],
         "best_val_error": pool["val_error"].astype(float).cummin().to_numpy(),
     })
+
+
+@dataclass(frozen=True)
+class FrontScale:
+    """A hypervolume that can tell fronts apart: cost on a log axis, error against a realistic worst.
+
+    The cost (params or MACs) is mapped to ``log(cost)`` normalised so that ``low`` is 0 and
+    ``high`` is 1, referenced at ``cost_reference`` (1.1: the largest net still counts); the error
+    is referenced at ``error_reference`` (e.g. the worst error of a fully trained config) instead
+    of 1.0, which would make a single mediocre net score almost everything. Volumes are divided by
+    the reference box, so a front scores in [0, 1).
+    """
+
+    low: float
+    high: float
+    error_reference: float
+    cost_reference: float = COST_REFERENCE_FACTOR
+
+    def points(self, errors: Sequence[float], costs: Sequence[float]) -> np.ndarray:
+        span = math.log(self.high) - math.log(self.low) or 1.0
+        x = (np.log(np.asarray(costs, dtype=float)) - math.log(self.low)) / span
+        return np.column_stack([np.asarray(errors, dtype=float), x])
+
+    def hypervolume(self, errors: Sequence[float], costs: Sequence[float]) -> float:
+        reference = (self.error_reference, self.cost_reference)
+        return hypervolume(self.points(errors, costs), reference) / (reference[0] * reference[1])

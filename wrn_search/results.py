@@ -98,7 +98,7 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
     for trial in study.get_trials(deepcopy=False):
         last = last_epochs.loc[trial.number].to_dict() if trial.number in last_epochs.index else {}
         end = ends.get(trial.number, {})
-        row = {**{k: v for k, v in end.items() if k not in ("time", "state")}, **trial.user_attrs}
+        row = {**{k: v for k, v in end.items() if k not in ("time", "started", "state")}, **trial.user_attrs}
         if trial.values is not None:
             row.update(zip(manifest.objectives, trial.values))
         for key in ("trial_id", "name", "params", "macs", "val_error"):
@@ -111,8 +111,9 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
         row["epochs"] = int(last["epoch"]) if last else row.get("epochs", 0)
         row["feasible"] = all(c <= 0 for c in trial.constraints.values())
         row["wall_seconds"] = float(seconds.get(trial.number, 0.0))
-        row["started"] = _timestamp(trial.datetime_start)
-        row["finished"] = _timestamp(trial.datetime_complete)
+        # The searcher's log has the times (simulated ones for a simulated run); the study's are the fallback.
+        row["started"] = _first(end.get("started"), _timestamp(trial.datetime_start))
+        row["finished"] = _first(end.get("time"), _timestamp(trial.datetime_complete))
         row["elapsed_seconds"] = row["finished"] - created
         rows.append(row)
     frame = pd.DataFrame.from_records(rows)
@@ -139,6 +140,10 @@ def write_results(run_dir: str | Path) -> tuple[Path, Path]:
 
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _first(logged: float | None, fallback: float) -> float:
+    return fallback if logged is None else float(logged)
 
 
 def _timestamp(moment: datetime | None) -> float:

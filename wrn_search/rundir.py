@@ -26,6 +26,10 @@ RESULTS_CSV = "results.csv"
 PARETO_CSV = "pareto.csv"
 TUNE_DIR = "tune"
 STUDY_FILE = "study.db"
+#: A simulated run's study: Optuna's journal file, written in one go when the simulation ends.
+STUDY_JOURNAL = "study.log"
+#: A simulated run's table, seed, workers and simulated seconds.
+SIMULATION_FILE = "simulation.json"
 
 
 @dataclass
@@ -37,12 +41,15 @@ class RunManifest:
     storage: str
     objectives: list[str]
     directions: list[str]
-    tune_path: str
+    #: The Ray experiment; None for a simulated run.
+    tune_path: str | None
     dataset: str
     epochs: int
     samples: int
     #: ``search.epoch_budget`` (None: unlimited); ``resume --epoch-budget`` may change it, like ``samples``.
     epoch_budget: int | None = None
+    #: The benchmark table a simulated run replayed (``wrn-search simulate``); None for a Ray run.
+    table: str | None = None
     experiment: str = TUNE_DIR
     format_version: int = FORMAT_VERSION
     wrn_search_version: str = __version__
@@ -71,7 +78,7 @@ class RunManifest:
                 f"reads format {FORMAT_VERSION}"
             )
         known = {f.name for f in fields(cls)}
-        missing = known - set(data) - {"epoch_budget", "experiment", "created", "wrn_search_version"}
+        missing = known - set(data) - {"epoch_budget", "table", "experiment", "created", "wrn_search_version"}
         if missing:
             raise ValueError(f"run_dir: {path} lacks keys {sorted(missing)}")
         return cls(**{key: value for key, value in data.items() if key in known})
@@ -124,6 +131,14 @@ def append_jsonl(path: Path, record: dict) -> None:
         os.fsync(file.fileno())
 
 
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    """Append many JSON lines with one fsync (a simulated run's logs, written once at its end)."""
+    with open(path, "a") as file:
+        file.writelines(json.dumps(record, default=_jsonable) + "\n" for record in records)
+        file.flush()
+        os.fsync(file.fileno())
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """All complete records of a JSONL log; a line torn by a kill is skipped."""
     path = Path(path)
@@ -138,6 +153,20 @@ def read_jsonl(path: Path) -> list[dict]:
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+#: What ``epochs.jsonl`` keeps of a reported epoch.
+EPOCH_KEYS = ("epoch", "train_loss", "val_error", "val_loss", "lr", "images_per_s", "epoch_seconds",
+              "params", "macs", "outcome", "node_id")
+
+
+def epoch_record(trial_id: str, config: dict, result: dict, resources: dict, now: float) -> dict:
+    """One line of ``epochs.jsonl``: the trial, its reported epoch, the resources it held, and when."""
+    record = {"trial_id": trial_id, "number": config.get("number"), "name": config.get("name")}
+    record.update({key: result[key] for key in EPOCH_KEYS if key in result})
+    record["resources"] = resources
+    record["time"] = now
+    return record
 
 
 def count_epoch(trained: dict[str, int], trial_id: str, epoch: int | None) -> None:

@@ -17,6 +17,7 @@ a resumed search first uses the scheduler.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from collections.abc import Sequence
@@ -32,8 +33,15 @@ Point = tuple[float, ...]
 
 
 def non_dominated_ranks(points: Sequence[Point]) -> list[int]:
-    """Front index of every point (0 = non-dominated), by repeatedly peeling fronts."""
-    values = np.asarray(points, dtype=float)
+    """Front index of every point (0 = non-dominated); identical points share a front.
+
+    One and two objectives (every rung of ASHA and MO-ASHA) take O(n log n); more peel fronts.
+    """
+    values = np.asarray(points, dtype=float).reshape(len(points), -1)
+    if values.shape[1] == 1:
+        return np.unique(values[:, 0], return_inverse=True)[1].reshape(-1).tolist()
+    if values.shape[1] == 2:
+        return _ranks_2d(values)
     ranks = np.zeros(len(values), dtype=int)
     remaining = np.arange(len(values))
     front = 0
@@ -43,6 +51,26 @@ def non_dominated_ranks(points: Sequence[Point]) -> list[int]:
         remaining = remaining[~on_front]
         front += 1
     return ranks.tolist()
+
+
+def _ranks_2d(values: np.ndarray) -> list[int]:
+    """Sweep by (x, y): a point's front is the first whose smallest y so far is above its y."""
+    ranks = [0] * len(values)
+    smallest_y: list[float] = []  # per front; non-decreasing from front to front
+    previous, previous_rank = None, 0
+    for index in np.lexsort((values[:, 1], values[:, 0])).tolist():
+        point = (values[index, 0], values[index, 1])
+        if point == previous:
+            ranks[index] = previous_rank
+            continue
+        front = bisect.bisect_right(smallest_y, point[1])
+        if front == len(smallest_y):
+            smallest_y.append(point[1])
+        else:
+            smallest_y[front] = point[1]
+        ranks[index] = front
+        previous, previous_rank = point, front
+    return ranks
 
 
 def crowding_distances(points: Sequence[Point], members: Sequence[int]) -> dict[int, float]:

@@ -26,7 +26,7 @@ from ray.tune.schedulers import HyperBandScheduler, MedianStoppingRule, TrialSch
 
 from .data import Dataset, dataset_info, load_dataset
 from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_STATE, SPACE_FILE, STUDY_FILE, TUNE_DIR, RunManifest,
-                     append_jsonl, open_storage)
+                     append_jsonl, epoch_record, open_storage)
 from .results import write_results
 from .schedulers import SuccessiveHalving
 from .searcher import StudySearcher, make_sampler, search_algorithm
@@ -40,8 +40,6 @@ DEFAULT_STORAGE_PATH = "wrn-runs"
 DEFAULT_GPU_MEMORY_BYTES = 16 * 2**30
 #: Retries of a crashed trial (from its last checkpoint) before the study is told FAIL.
 MAX_FAILURES = 2
-EPOCH_KEYS = ("epoch", "train_loss", "val_error", "val_loss", "lr", "images_per_s", "epoch_seconds",
-              "params", "macs", "outcome", "node_id")
 
 
 class EpochLogger(tune.Callback):
@@ -51,11 +49,8 @@ class EpochLogger(tune.Callback):
         self.path = str(Path(run_dir) / EPOCH_LOG)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        record = {"trial_id": trial.trial_id, "number": trial.config.get("number"), "name": trial.config.get("name")}
-        record.update({key: result[key] for key in EPOCH_KEYS if key in result})
-        record["resources"] = trial.placement_group_factory.required_resources
-        record["time"] = time.time()
-        append_jsonl(Path(self.path), record)
+        append_jsonl(Path(self.path), epoch_record(trial.trial_id, trial.config, result,
+                                                   trial.placement_group_factory.required_resources, time.time()))
 
 
 class AutoGPUResources:
@@ -114,14 +109,16 @@ def trial_resources(space: SearchSpace, dataset: Dataset):
     return {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
 
 
-def make_scheduler(space: SearchSpace, run_dir: Path) -> TrialScheduler | None:
+def make_scheduler(space: SearchSpace, run_dir: Path | None) -> TrialScheduler | None:
+    """The space's early stopping; asha and moasha save their rungs in ``run_dir`` (None: kept in memory)."""
     search = space.search
     epochs = full_epochs(space)
     name = search.scheduler
     if name in ("moasha", "asha"):
         objectives = list(search.objectives) if name == "moasha" else ["val_error"]
         grace = min(search.grace_period, epochs)
-        return SuccessiveHalving(objectives, epochs, grace, search.reduction_factor, run_dir / SCHEDULER_STATE)
+        return SuccessiveHalving(objectives, epochs, grace, search.reduction_factor,
+                                 run_dir / SCHEDULER_STATE if run_dir else None)
     if name == "hyperband":
         return HyperBandScheduler(metric="val_error", mode="min", max_t=epochs,
                                   reduction_factor=search.reduction_factor)
@@ -207,21 +204,29 @@ def record_command(run_dir: Path, argv: list[str] | None) -> None:
         file.write(line + "\n")
 
 
-def create_run(space: SearchSpace, run_dir: Path, name: str, tune_storage: str, study_storage: str | None,
-               trainable, verbose: int, argv: list[str] | None) -> tune.Tuner:
-    """Write the run directory's files, create the study, and build the Tuner."""
-    storage_url = study_storage or f"sqlite:///{run_dir / STUDY_FILE}"
+def init_run_dir(space: SearchSpace, run_dir: Path, name: str, tune_path: str | None, study_storage: str | None,
+                 argv: list[str] | None, table: str | None = None) -> RunManifest:
+    """Write a new run directory's space, manifest and command; ``table`` names a simulated run's table."""
     manifest = RunManifest(
-        name=name, study_name=f"{name}-{uuid.uuid4().hex[:8]}", storage=storage_url,
+        name=name, study_name=f"{name}-{uuid.uuid4().hex[:8]}",
+        storage=study_storage or f"sqlite:///{run_dir / STUDY_FILE}",
         objectives=list(space.search.objectives), directions=["minimize"] * len(space.search.objectives),
-        tune_path=f"{tune_storage}/{TUNE_DIR}", dataset=space.dataset.name, epochs=full_epochs(space),
-        samples=sample_budget(space), epoch_budget=space.search.epoch_budget,
+        tune_path=tune_path, dataset=space.dataset.name, epochs=full_epochs(space),
+        samples=sample_budget(space), epoch_budget=space.search.epoch_budget, table=table,
     )
     space.to_yaml(run_dir / SPACE_FILE)
     manifest.save(run_dir)
     record_command(run_dir, argv)
     print(f"wrn-search: run directory {run_dir}", flush=True)
-    searcher = StudySearcher(space, run_dir, manifest.study_name, storage_url, manifest.samples, manifest.epochs)
+    return manifest
+
+
+def create_run(space: SearchSpace, run_dir: Path, name: str, tune_storage: str, study_storage: str | None,
+               trainable, verbose: int, argv: list[str] | None) -> tune.Tuner:
+    """Write the run directory's files, create the study, and build the Tuner."""
+    manifest = init_run_dir(space, run_dir, name, f"{tune_storage}/{TUNE_DIR}", study_storage, argv)
+    searcher = StudySearcher(space, run_dir, manifest.study_name, manifest.storage, manifest.samples,
+                             manifest.epochs)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -280,6 +285,9 @@ def resume_search(run_dir: str | Path, samples: int | None = None, address: str 
     """
     run_dir = Path(run_dir).expanduser().resolve()
     manifest = RunManifest.load(run_dir)
+    if manifest.table is not None:
+        raise ValueError(f"run_dir: {run_dir} is a simulated run (table {manifest.table}); nothing to resume: "
+                         "simulate again")
     space = load_space(str(run_dir / SPACE_FILE))
     raised = {key: value for key, value in (("samples", samples), ("epoch_budget", epoch_budget)) if value is not None}
     if raised:  # validated as the space's own fields, on top of the budgets an earlier resume may have set

@@ -17,6 +17,7 @@ restore the count is rebuilt from ``epochs.jsonl`` and the budget re-read from `
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -77,7 +78,7 @@ class StudySearcher(OptunaSearch):
     """``OptunaSearch`` over a :class:`SearchSpace`, with honest trial states, a sample and an epoch budget."""
 
     def __init__(self, space: SearchSpace, run_dir: str | Path, study_name: str, storage_url: str,
-                 samples: int, full_epochs: int):
+                 samples: int, full_epochs: int, storage: optuna.storages.BaseStorage | None = None):
         objectives = list(space.search.objectives)
         multi = len(objectives) > 1
         super().__init__(
@@ -86,7 +87,7 @@ class StudySearcher(OptunaSearch):
             mode=["min"] * len(objectives) if multi else "min",
             sampler=make_sampler(space),
             study_name=study_name,
-            storage=open_storage(storage_url),
+            storage=storage if storage is not None else open_storage(storage_url),
         )
         self.run_dir = str(run_dir)
         self.samples = samples
@@ -96,6 +97,9 @@ class StudySearcher(OptunaSearch):
         self.trained: dict[str, int] = {}
         #: Tune trial ids whose re-run after an error was told as a new trial.
         self.retried: set[str] = set()
+        #: When each trial was asked for, by ``clock`` (the simulator replaces it with its own).
+        self.clock: Callable[[], float] = time.time
+        self.started: dict[str, float] = {}
 
     @property
     def study(self) -> optuna.Study:
@@ -116,6 +120,7 @@ class StudySearcher(OptunaSearch):
         if trial_id not in self._ot_trials and self._out_of_budget():
             return Searcher.FINISHED
         config = super().suggest(trial_id)
+        self.started[trial_id] = self.clock()
         trial = self._ot_trials[trial_id]
         trial.set_user_attr("trial_id", trial_id)
         for key, value in spec_attributes(config["name"]).items():
@@ -187,7 +192,8 @@ class StudySearcher(OptunaSearch):
             "trial_id": trial_id, "number": number, "name": attrs.get("name"), "state": state.name,
             "outcome": outcome, "epochs": int(result.get("epoch", 0)) if result else 0,
             "val_error": result.get("val_error") if result else None,
-            "params": attrs.get("params"), "macs": attrs.get("macs"), "time": time.time(),
+            "params": attrs.get("params"), "macs": attrs.get("macs"), "started": self.started.get(trial_id),
+            "time": self.clock(),
         })
 
     def _objectives(self) -> list[str]:

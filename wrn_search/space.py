@@ -11,6 +11,7 @@ starts fast.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Iterator
@@ -167,11 +168,22 @@ class SearchSpace:
         grid = self.search.sampler == "grid"
         values = {name: trial.suggest_categorical(name, axis.grid()) if grid else axis.suggest(trial, name)
                   for name, axis in self.hyperparameters.items()}
+        config = self.config(spec, values)
+        for key in ("name", "params", "macs"):
+            trial.set_user_attr(key, config[key])
+        return config
+
+    def config(self, spec: WRNSpec, values: dict) -> dict:
+        """The trial config of ``spec`` with the searched hyperparameter ``values`` (dropout goes into the spec).
+
+        ``name``, the structure, ``params`` and ``macs`` at the dataset's input size, and
+        the hyperparameters under their TrainConfig names: what a trial, a benchmark table
+        row and a simulated trial all carry.
+        """
+        values = dict(values)
         if "dropout" in values:
             spec = replace(spec, dropout=values.pop("dropout"))
         params, macs = self.cost(spec)
-        for key, value in (("name", spec.name), ("params", params), ("macs", macs)):
-            trial.set_user_attr(key, value)
         return {
             "name": spec.name,
             "depth": spec.depth,
@@ -237,6 +249,15 @@ class SearchSpace:
             raise ValueError(f"{self.source}: no grid: {', '.join(self.continuous)} continuous; give choices or a step")
         return {"architecture": [spec.name for spec in self.architectures()],
                 **{name: axis.grid() for name, axis in self.hyperparameters.items()}}
+
+    def grid_configs(self) -> Iterator[dict]:
+        """The trial config of every point of the grid (:meth:`grid_axes`), architectures in enumeration order."""
+        axes = self.grid_axes()
+        names = axes.pop("architecture")
+        for name in names:
+            spec = WRNSpec.parse(name)
+            for combination in itertools.product(*axes.values()):
+                yield self.config(spec, dict(zip(axes, combination)))
 
     def cost(self, spec: WRNSpec) -> tuple[int, int]:
         """(params, MACs per image) of ``spec`` on this space's dataset."""

@@ -19,8 +19,8 @@ from .data import Dataset
 from .spec import WRNSpec
 from .train import CHECKPOINT_FILE, Trainer, TrainConfig
 
-#: Searched training hyperparameters that a trial config may carry.
-TRAINING_KEYS = ("lr", "weight_decay", "batch_size")
+#: Training settings that a trial config may carry: searched hyperparameters, and a benchmark table's seed.
+TRAINING_KEYS = ("lr", "weight_decay", "batch_size", "seed")
 #: Test hook: a path; the first trial to finish epoch 2 writes its number there and kills its own process.
 CRASH_ONCE_ENV = "WRN_SEARCH_CRASH_ONCE"
 

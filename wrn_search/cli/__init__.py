@@ -18,6 +18,8 @@ COMMANDS = {
     "space": "space",
     "train": "train",
     "run": "run",
+    "tabulate": "tabulate",
+    "simulate": "simulate",
     "resume": "resume",
     "status": "status",
     "pareto": "pareto",

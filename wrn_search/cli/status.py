@@ -41,8 +41,9 @@ def summarize(run_dir: str) -> dict:
         "full_epochs": manifest.epochs,
         "best": None if best.empty else {key: _plain(best.iloc[0][key]) for key in
                                          ("number", "trial_id", "name", "params", "macs", "val_error")},
-        "resume_would": {"continue_unfinished": unfinished,
-                         "start_new": max(0, manifest.samples - asked) if can_start else 0},
+        "table": manifest.table,
+        "resume_would": None if manifest.table else {"continue_unfinished": unfinished,
+                                                     "start_new": max(0, manifest.samples - asked) if can_start else 0},
     }
 
 
@@ -65,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"best so far: #{best['number']} {best['name']}  val error {best['val_error']:.4f}  "
               f"params {best['params']:,}  MACs {best['macs']:,}")
     todo = summary["resume_would"]
-    if todo["continue_unfinished"] or todo["start_new"]:
+    if todo is None:
+        print(f"a simulated run over the table {summary['table']}; to change its budgets, simulate again")
+    elif todo["continue_unfinished"] or todo["start_new"]:
         print(f"`wrn-search resume {summary['run_dir']}` would continue {todo['continue_unfinished']} unfinished "
               f"trial(s) from their checkpoints and start {todo['start_new']} new one(s)")
     else:

@@ -1,0 +1,1 @@
+"""Benchmark tables shipped with wrn-search (``wrn-search simulate SPACE --table NAME``); see docs/simulation.md."""
