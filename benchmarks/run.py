@@ -16,16 +16,15 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import cost_model, loader, search_efficiency, train_step, trial_overhead  # noqa: E402
+import importlib  # noqa: E402
+
 from benchmarks.common import Row, log  # noqa: E402
 
-BENCHMARKS = {
-    "loader": loader.run,
-    "train_step": train_step.run,
-    "trial_overhead": trial_overhead.run,
-    "search_efficiency": search_efficiency.run,
-    "cost_model": cost_model.run,
-}
+#: Benchmark name -> its module's ``run(quick, threads)``, which returns one Row or a list of them.
+BENCHMARKS = {name: (lambda quick, threads, name=name: importlib.import_module(f"benchmarks.{name}").run(
+    quick=quick, threads=threads)) for name in (
+    "loader", "train_step", "trial_overhead", "search_efficiency", "cost_model",
+)}
 
 
 def run_benchmarks(names: list[str], quick: bool, threads: int | None) -> list[Row]:
@@ -34,7 +33,8 @@ def run_benchmarks(names: list[str], quick: bool, threads: int | None) -> list[R
     for name in names:
         start = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):
-            rows.append(BENCHMARKS[name](quick=quick, threads=threads))
+            result = BENCHMARKS[name](quick=quick, threads=threads)
+        rows.extend(result if isinstance(result, list) else [result])
         log(f"{name}: {time.perf_counter() - start:.0f} s")
     return rows
 
