@@ -3,11 +3,28 @@
 import json
 import math
 
+import numpy as np
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
+from wrn_search.pareto import non_dominated
+
 from wrn_search.schedulers import (SuccessiveHalving, crowding_distances, non_dominated_ranks, promotes,
-                                   rung_milestones)
+                                   promotion_order, rung_milestones)
+
+
+def test_fast_ranks_equal_peeled_fronts():
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        points = [tuple(row) for row in rng.integers(0, 5, (int(rng.integers(1, 25)), int(rng.integers(1, 4))))]
+        values, expected, remaining, front = np.asarray(points, float), [0] * len(points), list(range(len(points))), 0
+        while remaining:
+            on_front = non_dominated(values[remaining])
+            for index, on in zip(remaining, on_front):
+                expected[index] = front if on else expected[index]
+            remaining = [index for index, on in zip(remaining, on_front) if not on]
+            front += 1
+        assert non_dominated_ranks(points) == expected, points
 
 
 def test_dominance_and_ranks():
@@ -42,10 +59,30 @@ def test_dominated_trial_is_stopped():
     assert not promotes(2, points, reduction_factor=3)
 
 
-def test_ties_are_all_promoted():
+def test_ties_are_broken_so_at_most_the_quota_continues():
     points = [(0.2, 100), (0.2, 100), (0.2, 100), (0.5, 500)]
-    assert all(promotes(i, points, reduction_factor=3) for i in range(3))
-    assert not promotes(3, points, reduction_factor=3)
+    assert promotion_order(points) == [0, 1, 2, 3]  # identical points: first come first
+    assert [promotes(i, points, reduction_factor=3) for i in range(4)] == [True, True, False, False]
+    # Two non-dominated boundary points both have infinite crowding distance: error breaks the tie.
+    assert promotion_order([(0.3, 10), (0.1, 1000)]) == [1, 0]
+
+
+def test_a_long_stream_never_continues_more_than_ceil_n_over_rf():
+    rng = np.random.default_rng(7)
+    for objectives, reduction_factor in ((2, 3), (2, 2), (1, 3)):
+        scheduler = SuccessiveHalving(["val_error", "params"][:objectives], max_t=30, grace_period=1,
+                                      reduction_factor=reduction_factor)
+        continued = {m: 0 for m in scheduler.milestones}
+        # Ties on purpose: few distinct errors and sizes, as with digits' 431 validation images.
+        for index in range(400):
+            values = (float(rng.integers(0, 6)) / 10, float(rng.choice([1e3, 1e4, 1e5])))[:objectives]
+            milestone = scheduler.milestones[index % len(scheduler.milestones)]
+            if scheduler.decide(f"t{index}", milestone, values) == TrialScheduler.CONTINUE:
+                continued[milestone] += 1
+            n = len(scheduler.rungs[str(milestone)])
+            assert continued[milestone] <= math.ceil(n / reduction_factor)
+        assert all(continued[m] == len(scheduler.rungs[str(m)]) - len(scheduler.stopped[str(m)])
+                   for m in scheduler.milestones)
 
 
 def test_reduction_factor_sets_the_kept_fraction():
@@ -68,19 +105,22 @@ def test_asynchronous_decisions_and_persistence(tmp_path):
     scheduler = SuccessiveHalving(["val_error", "params"], max_t=9, grace_period=1, reduction_factor=3,
                                   state_path=state)
     assert scheduler.decide("a", 1, (0.5, 1000)) == TrialScheduler.CONTINUE  # first at the rung
-    assert scheduler.decide("b", 1, (0.4, 900)) == TrialScheduler.CONTINUE   # dominates a
+    assert scheduler.decide("b", 1, (0.4, 900)) == TrialScheduler.STOP      # best, but ceil(2/3) = 1 continued
     assert scheduler.decide("c", 1, (0.6, 2000)) == TrialScheduler.STOP      # dominated by both
+    assert scheduler.decide("d", 1, (0.3, 800)) == TrialScheduler.CONTINUE   # ceil(4/3) = 2: room for the best
     assert scheduler.decide("a", 2, (0.45, 1000)) == TrialScheduler.CONTINUE  # between rungs
-    assert scheduler.decide("b", 9, (0.1, 900)) == TrialScheduler.CONTINUE   # full budget
+    assert scheduler.decide("d", 9, (0.1, 800)) == TrialScheduler.CONTINUE   # full budget
     saved = json.loads(state.read_text())
-    assert saved["rungs"]["1"] == {"a": [0.5, 1000], "b": [0.4, 900], "c": [0.6, 2000]}
-    assert saved["num_stopped"] == 1
+    assert saved["rungs"]["1"] == {"a": [0.5, 1000], "b": [0.4, 900], "c": [0.6, 2000], "d": [0.3, 800]}
+    assert saved["stopped"]["1"] == ["b", "c"] and saved["num_stopped"] == 2
 
     restored = SuccessiveHalving(["val_error", "params"], max_t=9, grace_period=1, reduction_factor=3,
                                  state_path=state)
     assert restored.rungs["1"] == saved["rungs"]["1"]
-    assert restored.decide("c", 1, (0.6, 2000)) == TrialScheduler.CONTINUE  # decided before the restore
-    assert restored.decide("d", 1, (0.7, 5000)) == TrialScheduler.STOP  # compared with the saved rung
+    assert restored.decide("b", 1, (0.4, 900)) == TrialScheduler.STOP  # stopped before the restore: stays stopped
+    assert restored.decide("d", 1, (0.3, 800)) == TrialScheduler.CONTINUE  # continued before the restore
+    assert restored.decide("e", 1, (0.7, 5000)) == TrialScheduler.STOP  # compared with the saved rung
+    assert restored.num_stopped == 3
 
 
 @pytest.mark.parametrize("kwargs", [{"grace_period": 0}, {"grace_period": 20}, {"reduction_factor": 1}])

@@ -93,14 +93,9 @@ def crowding_distances(points: Sequence[Point], members: Sequence[int]) -> dict[
     return {i: distance[tuple(points[i])] for i in members}
 
 
-def promotes(candidate: int, points: Sequence[Point], reduction_factor: float) -> bool:
-    """Whether ``points[candidate]`` is in the best ``ceil(n / reduction_factor)`` of the rung.
-
-    Order: non-dominated rank, then larger crowding distance. Only points strictly
-    better in that order count against the candidate, so ties are all promoted and a
-    rung with a single trial always promotes it. With one objective the rank is the
-    plain order of errors, which is ASHA's rule.
-    """
+def promotion_order(points: Sequence[Point]) -> list[int]:
+    """Indices of ``points`` best first: non-dominated rank, larger crowding distance, then the objectives
+    in order (error first), then arrival. A strict order, so ties never widen the promoted fraction."""
     ranks = non_dominated_ranks(points)
     fronts: dict[int, list[int]] = {}
     for index, rank in enumerate(ranks):
@@ -108,9 +103,19 @@ def promotes(candidate: int, points: Sequence[Point], reduction_factor: float) -
     crowding: dict[int, float] = {}
     for members in fronts.values():
         crowding.update(crowding_distances(points, members))
-    mine = (ranks[candidate], -crowding[candidate])
-    better = sum(1 for i in range(len(points)) if (ranks[i], -crowding[i]) < mine)
-    return better < max(1, math.ceil(len(points) / reduction_factor))
+    return sorted(range(len(points)), key=lambda i: (ranks[i], -crowding[i], *points[i], i))
+
+
+def promotes(candidate: int, points: Sequence[Point], reduction_factor: float, promoted: int = 0) -> bool:
+    """Whether ``points[candidate]`` continues: it is in the best ``ceil(n / reduction_factor)`` of the rung
+    (:func:`promotion_order`) and fewer than that many of the rung's other trials continued already.
+
+    The second condition keeps the promoted fraction at most 1/rf at every moment of an
+    asynchronous stream, as in promotion-based ASHA; a rung with one trial always promotes
+    it. With one objective the order is the plain order of errors, which is ASHA's rule.
+    """
+    quota = max(1, math.ceil(len(points) / reduction_factor))
+    return promoted < quota and promotion_order(points).index(candidate) < quota
 
 
 def rung_milestones(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
@@ -151,29 +156,46 @@ class SuccessiveHalving(FIFOScheduler):
         self.milestones = rung_milestones(max_t, grace_period, reduction_factor)
         self.state_path = str(state_path) if state_path else None
         self._rungs: dict[str, dict[str, list[float]]] | None = None
-        self.num_stopped = 0
+        self._stopped: dict[str, list[str]] = {}
 
     # Ray asks schedulers to adopt the TuneConfig metric; ours carries its own objectives.
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True
 
+    def _load(self) -> None:
+        """Start the rungs empty, or from ``scheduler.json`` when a resumed search first uses them."""
+        if self._rungs is not None:
+            return
+        self._rungs = {str(m): {} for m in self.milestones}
+        self._stopped = {str(m): [] for m in self.milestones}
+        if self.state_path and Path(self.state_path).is_file():
+            saved = json.loads(Path(self.state_path).read_text())
+            for milestone, recorded in saved.get("rungs", {}).items():
+                self._rungs.setdefault(milestone, {}).update(recorded)
+            for milestone, ids in saved.get("stopped", {}).items():
+                self._stopped.setdefault(milestone, []).extend(ids)
+
     @property
     def rungs(self) -> dict[str, dict[str, list[float]]]:
         """Milestone (as str, for JSON) -> trial id -> objective values recorded there."""
-        if self._rungs is None:
-            self._rungs = {str(m): {} for m in self.milestones}
-            if self.state_path and Path(self.state_path).is_file():
-                saved = json.loads(Path(self.state_path).read_text())
-                for milestone, recorded in saved.get("rungs", {}).items():
-                    self._rungs.setdefault(milestone, {}).update(recorded)
-                self.num_stopped = saved.get("num_stopped", 0)
+        self._load()
         return self._rungs
+
+    @property
+    def stopped(self) -> dict[str, list[str]]:
+        """Milestone -> trial ids stopped there; a trial asked about again gets the same answer."""
+        self._load()
+        return self._stopped
+
+    @property
+    def num_stopped(self) -> int:
+        return sum(len(ids) for ids in self.stopped.values())
 
     def _save(self) -> None:
         if self.state_path:
             state = {"objectives": self.objectives, "milestones": self.milestones,
                      "reduction_factor": self.reduction_factor, "num_stopped": self.num_stopped,
-                     "rungs": self.rungs}
+                     "rungs": self.rungs, "stopped": self.stopped}
             write_atomic(Path(self.state_path), json.dumps(state, indent=1))
 
     def decide(self, trial_id: str, iteration: float, values: Point) -> str:
@@ -184,13 +206,14 @@ class SuccessiveHalving(FIFOScheduler):
             recorded = self.rungs[str(milestone)]
             if iteration < milestone:
                 continue
-            if trial_id in recorded:
-                return TrialScheduler.CONTINUE  # decided at this rung already
+            stopped = self.stopped[str(milestone)]
+            if trial_id in recorded:  # decided at this rung already, e.g. before a driver kill
+                return TrialScheduler.STOP if trial_id in stopped else TrialScheduler.CONTINUE
+            promoted = len(recorded) - len(stopped)
             recorded[trial_id] = list(values)
-            ids = list(recorded)
-            keep = promotes(ids.index(trial_id), [tuple(recorded[i]) for i in ids], self.reduction_factor)
+            keep = promotes(len(recorded) - 1, list(map(tuple, recorded.values())), self.reduction_factor, promoted)
             if not keep:
-                self.num_stopped += 1
+                stopped.append(trial_id)
             self._save()
             return TrialScheduler.CONTINUE if keep else TrialScheduler.STOP
         return TrialScheduler.CONTINUE
