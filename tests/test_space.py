@@ -3,6 +3,7 @@
 import dataclasses
 import itertools
 import pickle
+import math
 import random
 import textwrap
 
@@ -408,3 +409,26 @@ def test_unreadable_inputs(tmp_path):
     with pytest.raises(ValueError, match="'no-such-space' is neither a file nor a ready search space; ready spaces: "
                                          "cifar10-2m, "):
         load_space("no-such-space")
+
+
+def test_tpe_keeps_one_distribution_per_parameter_and_the_whole_width_range_after_start_up():
+    """Audit finding: ranges that depended on block type and N confined grouped TPE to the first trial's range."""
+    from wrn_search.searcher import make_sampler
+
+    space = load_space("cifar10-mobile")
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=make_sampler(space, seed=0))
+    widths = []
+
+    def objective(trial):
+        config = space.suggest(trial)
+        widths.append(config["widen_factor"])
+        # Bigger is better, at a price: every net is near a smooth front.
+        return 1 / math.log(config["params"]), config["params"]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(objective, n_trials=70)
+    for name in study.trials[0].distributions:
+        assert len({repr(t.distributions[name]) for t in study.trials}) == 1, name
+    after_start_up = widths[10:]
+    assert max(after_start_up) >= 3 and min(after_start_up) == 1, sorted(set(after_start_up))
+    assert len({t.user_attrs["name"] for t in study.trials}) >= 50  # of 84; 41-43 before the fix

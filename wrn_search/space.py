@@ -197,20 +197,30 @@ class SearchSpace:
         }
 
     def _suggest_structure(self, trial) -> WRNSpec:
-        """Block type, then N among those that fit with that block, then k within the span that fits."""
+        """Block type, N and k: one parameter each, with one distribution for the whole study.
+
+        Optuna's grouped TPE keeps the first distribution it sees for a name, so a range that
+        depended on earlier choices would confine it to the first trial's range. N is drawn over
+        every block type's N and moved to the nearest one the block allows; k is drawn over the
+        whole grid and mapped linearly into the span that fits the budget (both identity where
+        the budget cuts nothing), so every feasible net stays reachable.
+        """
         block_name = trial.suggest_categorical("block_type", [block.name for block in self.blocks])
         block = next(block for block in self.blocks if block.name == block_name)
-        # Categorical choices must not change between trials: one N parameter per block type when they differ.
-        shared = len({b.blocks_per_group for b in self.blocks}) == 1
-        n = trial.suggest_categorical("blocks_per_group" if shared else f"blocks_per_group_{block_name}",
-                                      list(block.blocks_per_group))
-        lo, hi = block.span(n)
+        ns = sorted({n for option in self.blocks for n in option.blocks_per_group})
+        if ns == list(range(ns[0], ns[-1] + 1)):
+            wanted = trial.suggest_int("blocks_per_group", ns[0], ns[-1])
+        else:
+            wanted = trial.suggest_categorical("blocks_per_group", ns)
+        n = min(block.blocks_per_group, key=lambda allowed: (abs(allowed - wanted), allowed))
         step = self._width_step()
         if step:
-            widen = trial.suggest_int("widen_factor", int(self.widths[lo]), int(self.widths[hi]), step=step)
+            position = (trial.suggest_int("widen_factor", int(self.widths[0]), int(self.widths[-1]), step=step)
+                        - self.widths[0]) // step
         else:
-            widen = self.widths[trial.suggest_int("widen_factor_index", lo, hi)]
-        return WRNSpec(n, widen, block.kernels)
+            position = trial.suggest_int("widen_factor_index", 0, len(self.widths) - 1)
+        lo, hi = block.span(n)
+        return WRNSpec(n, self.widths[lo + round(position * (hi - lo) / max(1, len(self.widths) - 1))], block.kernels)
 
     def _width_step(self) -> int:
         """The step of an evenly spaced integer k grid (offered as k itself), else 0 (offered by index)."""
