@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from wrn_search.pareto import non_dominated
+from wrn_search.pareto import crowding_distances, non_dominated, non_dominated_ranks, promotion_order
 
-from wrn_search.schedulers import (SuccessiveHalving, crowding_distances, non_dominated_ranks, promotes,
-                                   promotion_order, rung_milestones)
+from wrn_search.schedulers import SuccessiveHalving, promotes, rung_milestones
 
 
 def test_fast_ranks_equal_peeled_fronts():

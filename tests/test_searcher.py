@@ -11,7 +11,8 @@ from search_helpers import write_space
 from wrn_search.rundir import RunManifest, append_jsonl, read_jsonl
 from wrn_search.results import load_run
 from wrn_search.rundir import open_storage
-from wrn_search.searcher import StudySearcher, make_sampler, search_algorithm
+from wrn_search.samplers import RungTPESampler, make_sampler
+from wrn_search.searcher import StudySearcher, search_algorithm
 from wrn_search.space import load_space
 
 EPOCHS = 3
@@ -175,10 +176,10 @@ def test_single_objective_records_the_last_epoch_as_intermediate_value(tmp_path)
 
 def test_samplers_and_storages(tmp_path):
     space = load_space(write_space(tmp_path))
-    for name, cls in [("tpe", optuna.samplers.TPESampler), ("nsga2", optuna.samplers.NSGAIISampler),
+    for name, cls in [("tpe", RungTPESampler), ("nsga2", optuna.samplers.NSGAIISampler),
                       ("random", optuna.samplers.RandomSampler), ("qmc", optuna.samplers.QMCSampler),
                       ("gp", optuna.samplers.GPSampler)]:
-        assert isinstance(make_sampler(space.with_overrides(sampler=name)), cls)
+        assert isinstance(make_sampler(space.with_overrides(sampler=name, scheduler="none")), cls)
     journal = open_storage(str(tmp_path / "study.log"))
     assert isinstance(journal, optuna.storages.JournalStorage)
     with pytest.raises(ValueError, match="^study-storage: cannot open"):

@@ -375,6 +375,8 @@ MALFORMED = [
     (BASE + "search: {objectives: [params, val_error]}", "val_error must come first"),
     (BASE + "search: {objectives: [val_error, flops]}", "search.objectives: 'flops' is not one of val_error, params, macs"),
     (BASE + "search: {sampler: cmaes}", "search.sampler: 'cmaes' is not one of tpe, nsga2, random, grid, gp, qmc"),
+    (BASE + "search: {sampler: nsga2}", "search.sampler: nsga2 breeds only from fully trained trials, so with "
+                                         "scheduler moasha most trials never become parents"),
     (BASE + "search: {scheduler: pbt}", "search.scheduler: 'pbt' is not one of moasha, asha, hyperband, median, none"),
     (BASE + "search: {samples: 0}", "search.samples: must be an integer >= 1"),
     (BASE + "search: {epoch_budget: 0}", "search.epoch_budget: must be an integer >= 1, got 0"),
@@ -413,7 +415,7 @@ def test_unreadable_inputs(tmp_path):
 
 def test_tpe_keeps_one_distribution_per_parameter_and_the_whole_width_range_after_start_up():
     """Audit finding: ranges that depended on block type and N confined grouped TPE to the first trial's range."""
-    from wrn_search.searcher import make_sampler
+    from wrn_search.samplers import make_sampler
 
     space = load_space("cifar10-mobile")
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=make_sampler(space, seed=0))

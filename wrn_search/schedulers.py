@@ -17,93 +17,15 @@ a resumed search first uses the scheduler.
 
 from __future__ import annotations
 
-import bisect
 import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from .pareto import non_dominated
+from .pareto import Point, promotion_order
 from .rundir import write_atomic
-
-Point = tuple[float, ...]
-
-
-def non_dominated_ranks(points: Sequence[Point]) -> list[int]:
-    """Front index of every point (0 = non-dominated); identical points share a front.
-
-    One and two objectives (every rung of ASHA and MO-ASHA) take O(n log n); more peel fronts.
-    """
-    values = np.asarray(points, dtype=float).reshape(len(points), -1)
-    if values.shape[1] == 1:
-        return np.unique(values[:, 0], return_inverse=True)[1].reshape(-1).tolist()
-    if values.shape[1] == 2:
-        return _ranks_2d(values)
-    ranks = np.zeros(len(values), dtype=int)
-    remaining = np.arange(len(values))
-    front = 0
-    while remaining.size:
-        on_front = non_dominated(values[remaining])
-        ranks[remaining[on_front]] = front
-        remaining = remaining[~on_front]
-        front += 1
-    return ranks.tolist()
-
-
-def _ranks_2d(values: np.ndarray) -> list[int]:
-    """Sweep by (x, y): a point's front is the first whose smallest y so far is above its y."""
-    ranks = [0] * len(values)
-    smallest_y: list[float] = []  # per front; non-decreasing from front to front
-    previous, previous_rank = None, 0
-    for index in np.lexsort((values[:, 1], values[:, 0])).tolist():
-        point = (values[index, 0], values[index, 1])
-        if point == previous:
-            ranks[index] = previous_rank
-            continue
-        front = bisect.bisect_right(smallest_y, point[1])
-        if front == len(smallest_y):
-            smallest_y.append(point[1])
-        else:
-            smallest_y[front] = point[1]
-        ranks[index] = front
-        previous, previous_rank = point, front
-    return ranks
-
-
-def crowding_distances(points: Sequence[Point], members: Sequence[int]) -> dict[int, float]:
-    """NSGA-II crowding distance of each member within its front; boundary points get infinity.
-
-    Identical points share one distance, so duplicates tie instead of being ordered by index.
-    """
-    unique = sorted({tuple(points[i]) for i in members})
-    distance = {point: 0.0 for point in unique}
-    if len(unique) <= 2:
-        return {i: math.inf for i in members}
-    for objective in range(len(unique[0])):
-        ordered = sorted(unique, key=lambda point: point[objective])
-        low, high = ordered[0][objective], ordered[-1][objective]
-        distance[ordered[0]] = distance[ordered[-1]] = math.inf
-        if high == low:
-            continue
-        for before, current, after in zip(ordered, ordered[1:], ordered[2:]):
-            distance[current] += (after[objective] - before[objective]) / (high - low)
-    return {i: distance[tuple(points[i])] for i in members}
-
-
-def promotion_order(points: Sequence[Point]) -> list[int]:
-    """Indices of ``points`` best first: non-dominated rank, larger crowding distance, then the objectives
-    in order (error first), then arrival. A strict order, so ties never widen the promoted fraction."""
-    ranks = non_dominated_ranks(points)
-    fronts: dict[int, list[int]] = {}
-    for index, rank in enumerate(ranks):
-        fronts.setdefault(rank, []).append(index)
-    crowding: dict[int, float] = {}
-    for members in fronts.values():
-        crowding.update(crowding_distances(points, members))
-    return sorted(range(len(points)), key=lambda i: (ranks[i], -crowding[i], *points[i], i))
 
 
 def promotes(candidate: int, points: Sequence[Point], reduction_factor: float, promoted: int = 0) -> bool:

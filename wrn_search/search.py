@@ -29,7 +29,8 @@ from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_STATE, SPACE_FILE, STUDY
                      append_jsonl, epoch_record, open_storage)
 from .results import write_results
 from .schedulers import SuccessiveHalving
-from .searcher import StudySearcher, make_sampler, search_algorithm
+from .samplers import make_sampler
+from .searcher import StudySearcher, search_algorithm
 from .space import SearchSpace, load_space
 from .spec import WRNSpec
 from .train import TrainConfig

@@ -26,45 +26,9 @@ from ray.tune.search import ConcurrencyLimiter, SearchGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from .rundir import TRIAL_LOG, RunManifest, append_jsonl, count_epoch, open_storage, trained_epochs
+from .samplers import RUNG_VALUES, make_sampler
 from .space import SearchSpace
 from .spec import WRNSpec
-
-
-class AskTellGridSampler(optuna.samplers.GridSampler):
-    """``GridSampler`` that does not stop the study after the last grid point.
-
-    Optuna's calls ``study.stop()``, which is only legal inside ``study.optimize``:
-    under Tune's ask-and-tell it raises on the last trial's tell, and Tune retries
-    that trial. The searcher stops asking once the grid is exhausted instead.
-    """
-
-    def after_trial(self, study, trial, state, values) -> None:
-        pass
-
-
-def make_sampler(space: SearchSpace, seed: int | None = None) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler named by ``space.search.sampler``."""
-    search = space.search
-    seed = search.seed if seed is None else seed
-    name = search.sampler
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
-    if name == "nsga2":
-        population = max(4, min(50, search.samples // 4))
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "grid":
-        return AskTellGridSampler(space.grid_axes(), seed=seed)
-    if name in ("gp", "qmc"):
-        try:
-            import scipy  # noqa: F401  (both samplers need it)
-        except ImportError:
-            raise ValueError(f"sampler: {name!r} needs scipy; install it with `pip install scipy`") from None
-        if name == "gp":
-            return optuna.samplers.GPSampler(seed=seed)
-        return optuna.samplers.QMCSampler(seed=seed)
-    raise AssertionError(f"space.py validates search.sampler; got {name!r}")
 
 
 def spec_attributes(name: str) -> dict:
@@ -167,6 +131,8 @@ class StudySearcher(OptunaSearch):
             trial.report(float(result[self.metric]), epochs)  # Tune skips on_trial_result for the last result
         trial.set_user_attr("outcome", outcome)
         trial.set_user_attr("epochs", epochs)
+        if state == TrialState.PRUNED and epochs:  # where it was stopped: what the sampler ranks it by
+            trial.set_user_attr(RUNG_VALUES, [float(result[key]) for key in self._objectives()])
         self.study.tell(trial, self._values(result, state), state=state)
         self._log(trial_id, trial.number, stored.user_attrs, state, outcome, result)
 

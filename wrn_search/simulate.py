@@ -32,7 +32,8 @@ from ray.tune.search import Searcher
 from .checks import require_int, require_number
 from .rundir import EPOCH_LOG, SIMULATION_FILE, STUDY_JOURNAL, epoch_record, open_storage, write_atomic, write_jsonl
 from .search import full_epochs, init_run_dir, make_scheduler, run_dir_for, sample_budget
-from .searcher import StudySearcher, make_sampler
+from .samplers import make_sampler
+from .searcher import StudySearcher
 from .space import SearchSpace
 from .table import FAILED_OUTCOMES, Curve, Table
 

@@ -558,6 +558,10 @@ def _search(raw: Any, training: dict) -> SearchSettings:
     if values["scheduler"] is None:
         values["scheduler"] = "moasha" if len(objectives) > 1 else "asha"
     require_choice(values["scheduler"], "search.scheduler", SCHEDULERS)
+    if values["sampler"] == "nsga2" and values["scheduler"] != "none":
+        raise ValueError(f"search.sampler: nsga2 breeds only from fully trained trials, so with scheduler "
+                         f"{values['scheduler']} most trials never become parents and it is random search; use "
+                         "sampler: tpe (it ranks stopped trials by the rung they reached) or scheduler: none")
     require_int(values["samples"], "search.samples", 1)
     if values["epoch_budget"] is not None:
         require_int(values["epoch_budget"], "search.epoch_budget", 1)
