@@ -255,6 +255,15 @@ def test_width_span_matches_exact_filtering(n, kernels, low, step, count, max_pa
     assert all(fits[lo:hi + 1])  # never offers an over-budget net
     if widths[0] >= 1:  # costs are monotone in k from k = 1 on: the span is everything that fits
         assert sum(fits) == hi - lo + 1
+    assert all(lo <= i <= hi for i, k in enumerate(widths) if k >= 1 and fits[i])  # exact from k = 1 on
+
+
+def test_a_mac_budget_keeps_k_1_of_a_1x1_block_where_narrower_nets_miss():
+    """Audit finding: k = 1 has no group-1 shortcut, so a B(1,1) net at k = 1 fits where k = 0.9375 does not."""
+    widths = [0.5, 0.75, 0.875, 0.9375, 1, 1.25]
+    budget = Budget(max_macs=CIFAR.cost(1, 1, (1, 1))[1])
+    assert [budget.admits(*CIFAR.cost(1, k, (1, 1))) for k in widths] == [True, True, True, False, True, False]
+    assert width_span(CIFAR, budget, 1, (1, 1), widths) == (4, 4)
 
 
 @pytest.mark.parametrize("kernels", [(3, 3), (3, 1, 3)])

@@ -73,9 +73,10 @@ def width_span(
     """Indices ``(lo, hi)`` into the sorted ``widths`` whose nets all meet ``budget``; ``None`` if none does.
 
     Parameters and MACs grow with k, so the feasible widths are one run of the grid.
-    The exception: below k = 1 the group-1 shortcut disappears as round(16k) reaches
-    16, which can lower the count by up to 240 parameters for blocks made of 1x1
-    convolutions. A span reaching below k = 1 is therefore checked point by point.
+    The exception: at k = 1 the group-1 shortcut disappears (round(16k) reaches 16),
+    which can make a net of 1x1-conv blocks cheaper than slightly narrower ones. A span
+    reaching below k = 1 is therefore checked point by point and, when k = 1 fits, is the
+    run through k = 1 (so from k = 1 on it is exact), else the longest run that fits.
     """
     hi = len(widths) - 1
     for measure, limit in ((model.params, budget.max_params), (model.macs, budget.max_macs)):
@@ -88,7 +89,11 @@ def width_span(
         return None
     if widths[lo] >= 1:
         return lo, hi
-    return _longest_run([budget.admits(*model.cost(n, widths[i], kernels)) for i in range(lo, hi + 1)], lo)
+    flags = [budget.admits(*model.cost(n, widths[i], kernels)) for i in range(lo, hi + 1)]
+    one = bisect.bisect_left(widths, 1)
+    if lo <= one <= hi and widths[one] == 1 and flags[one - lo]:
+        return _run_through(flags, one - lo, lo)  # from k = 1 on the span is exact, whatever fits below
+    return _longest_run(flags, lo)
 
 
 def _largest_within(measure: Measure, limit: float, n: int, kernels: tuple[int, ...], widths: Sequence[float]) -> int:
@@ -103,6 +108,11 @@ def _largest_within(measure: Measure, limit: float, n: int, kernels: tuple[int, 
         index -= 1
     while index + 1 < len(widths) and fits(index + 1):
         index += 1
+    one = bisect.bisect_left(widths, 1)
+    if index < one < len(widths) and widths[one] == 1 and fits(one):
+        index = one  # k = 1 has no group-1 shortcut: it can fit where slightly narrower nets do not
+        while index + 1 < len(widths) and fits(index + 1):
+            index += 1
     return index
 
 
@@ -119,6 +129,16 @@ def _quadratic_root(cost: Callable[[float], float], limit: float) -> float:
     if c > limit or discriminant < 0:
         return -math.inf
     return (-b + math.sqrt(discriminant)) / (2 * a)
+
+
+def _run_through(flags: list[bool], index: int, offset: int) -> tuple[int, int]:
+    """``(start, end)`` (plus ``offset``) of the run of True in ``flags`` that contains ``index``."""
+    start, end = index, index
+    while start > 0 and flags[start - 1]:
+        start -= 1
+    while end + 1 < len(flags) and flags[end + 1]:
+        end += 1
+    return start + offset, end + offset
 
 
 def _longest_run(flags: list[bool], offset: int) -> tuple[int, int] | None:
