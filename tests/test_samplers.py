@@ -55,3 +55,20 @@ def test_stopped_trials_steer_the_rung_aware_tpe_but_not_optunas():
     near = lambda values: float(np.mean(np.abs(values - 0.8) < 0.15))  # noqa: E731
     assert near(ours) >= 0.6, ours
     assert near(optunas) < 0.4, optunas
+
+
+def test_start_up_trials_are_spread_over_the_params_axis(tmp_path):
+    from wrn_search.searcher import StudySearcher
+    from wrn_search.space import load_space
+
+    space = load_space("digits-wrn")
+    specs = sorted(space.architectures(), key=lambda spec: space.cost(spec)[0])
+    searcher = StudySearcher(space, tmp_path, "spread", "", 12, 10, storage=optuna.storages.InMemoryStorage())
+    configs = [searcher.suggest(f"t{i}") for i in range(12)]
+    params = sorted(config["params"] for config in configs[:10])
+    # One net from each tenth of the nets sorted by params.
+    for stratum, size in enumerate(params):
+        members = specs[stratum * len(specs) // 10:(stratum + 1) * len(specs) // 10]
+        assert min(space.cost(s)[0] for s in members) <= size <= max(space.cost(s)[0] for s in members)
+    assert not searcher.start_up and not searcher.study.get_trials(states=(TrialState.WAITING,))
+    assert len({config["lr"] for config in configs[:10]}) == 2  # hyperparameters stay random

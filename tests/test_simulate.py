@@ -105,13 +105,13 @@ def test_the_same_seed_gives_the_same_study_and_another_seed_another(bench):
 
 
 def test_time_and_epoch_budgets_end_the_simulation(bench):
-    run_dir = run(bench, "timed", seed=0, samples=10_000, time_budget=5.0)
+    run_dir = run(bench, "timed", seed=0, samples=10_000, time_budget=60.0)
     ends = read_jsonl(run_dir / "trials.jsonl")
-    assert max(end["time"] - end["started"] for end in ends) <= 5.0 + 1e-9
+    assert max(end["time"] - end["started"] for end in ends) <= 60.0 + 1e-9
     created = min(end["started"] for end in ends)
-    assert max(end["time"] for end in ends) - created <= 5.0 + 1e-9
+    assert max(end["time"] for end in ends) - created <= 60.0 + 1e-9
     epochs = pd.DataFrame(read_jsonl(run_dir / "epochs.jsonl"))
-    assert (epochs["time"] - created).max() <= 5.0 + 1e-9
+    assert len(epochs) > 10 and (epochs["time"] - created).max() <= 60.0 + 1e-9
     run_dir = run(bench, "epochs", seed=0, samples=10_000, epoch_budget=40)
     spent = pd.DataFrame(read_jsonl(run_dir / "epochs.jsonl")).groupby("trial_id")["epoch"].max().sum()
     assert 40 <= spent <= 40 + 3 * 9  # running trials finish

@@ -27,6 +27,8 @@ from .space import SearchSpace
 
 #: The user attribute of a PRUNED trial with its objective values at the rung where it was stopped.
 RUNG_VALUES = "rung_values"
+#: TPE's start-up trials (Optuna's default count); the searcher spreads them over the params axis.
+START_UP_TRIALS = 10
 
 
 class AskTellGridSampler(optuna.samplers.GridSampler):
@@ -88,7 +90,8 @@ def make_sampler(space: SearchSpace, seed: int | None = None) -> optuna.samplers
     seed = search.seed if seed is None else seed
     name = search.sampler
     if name == "tpe":
-        return RungTPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+        return RungTPESampler(seed=seed, n_startup_trials=START_UP_TRIALS, multivariate=True, group=True,
+                              constant_liar=True)
     if name == "nsga2":
         population = max(4, min(50, search.samples // 4))
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)

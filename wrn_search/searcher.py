@@ -26,7 +26,7 @@ from ray.tune.search import ConcurrencyLimiter, SearchGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from .rundir import TRIAL_LOG, RunManifest, append_jsonl, count_epoch, open_storage, trained_epochs
-from .samplers import RUNG_VALUES, make_sampler
+from .samplers import RUNG_VALUES, START_UP_TRIALS, RungTPESampler, make_sampler
 from .space import SearchSpace
 from .spec import WRNSpec
 
@@ -39,7 +39,11 @@ def spec_attributes(name: str) -> dict:
 
 
 class StudySearcher(OptunaSearch):
-    """``OptunaSearch`` over a :class:`SearchSpace`, with honest trial states, a sample and an epoch budget."""
+    """``OptunaSearch`` over a :class:`SearchSpace`, with honest trial states, a sample and an epoch budget.
+
+    A new TPE study starts with its start-up trials spread over the params axis
+    (:meth:`SearchSpace.spread_over_params`); the hyperparameters of those trials stay random.
+    """
 
     def __init__(self, space: SearchSpace, run_dir: str | Path, study_name: str, storage_url: str,
                  samples: int, full_epochs: int, storage: optuna.storages.BaseStorage | None = None):
@@ -53,6 +57,9 @@ class StudySearcher(OptunaSearch):
             study_name=study_name,
             storage=storage if storage is not None else open_storage(storage_url),
         )
+        fresh = isinstance(self.study.sampler, RungTPESampler) and not self.study.get_trials(deepcopy=False)
+        #: Architecture parameters of the start-up trials still to ask (saved with the searcher).
+        self.start_up = space.spread_over_params(START_UP_TRIALS, space.search.seed) if fresh else []
         self.run_dir = str(run_dir)
         self.samples = samples
         self.full_epochs = full_epochs
@@ -83,6 +90,8 @@ class StudySearcher(OptunaSearch):
     def suggest(self, trial_id: str) -> dict | None:
         if trial_id not in self._ot_trials and self._out_of_budget():
             return Searcher.FINISHED
+        if trial_id not in self._ot_trials and self.start_up:
+            self.study.enqueue_trial(self.start_up.pop(0))  # asked at once: never left WAITING in the study
         config = super().suggest(trial_id)
         self.started[trial_id] = self.clock()
         trial = self._ot_trials[trial_id]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from importlib.resources import files
@@ -221,6 +222,31 @@ class SearchSpace:
             position = trial.suggest_int("widen_factor_index", 0, len(self.widths) - 1)
         lo, hi = block.span(n)
         return WRNSpec(n, self.widths[lo + round(position * (hi - lo) / max(1, len(self.widths) - 1))], block.kernels)
+
+    def spread_over_params(self, count: int, seed: int) -> list[dict]:
+        """Architecture parameters of up to ``count`` feasible nets spread over the params axis, for a study's
+        first trials: the nets sorted by params are cut into ``count`` equal strata and one is drawn from
+        each (seeded), in random order. Params are exact before training; random start-up trials are not
+        spread. Empty for named architectures and the grid (those enumerate nets themselves)."""
+        if self.listed is not None or self.search.sampler == "grid":
+            return []
+        specs = sorted(self.architectures(), key=lambda spec: (self.cost(spec)[0], spec.name))
+        count = min(count, len(specs))
+        rng = random.Random(seed)
+        picks = [rng.choice(specs[j * len(specs) // count:(j + 1) * len(specs) // count]) for j in range(count)]
+        rng.shuffle(picks)
+        return [self._structure_params(spec) for spec in picks]
+
+    def _structure_params(self, spec: WRNSpec) -> dict:
+        """The parameters :meth:`_suggest_structure` turns into ``spec`` (a feasible architecture)."""
+        block = next(block for block in self.blocks if block.kernels == spec.kernels)
+        lo, hi = block.span(spec.blocks_per_group)
+        last = max(1, len(self.widths) - 1)
+        index = self.widths.index(spec.widen_factor)
+        position = next(p for p in range(len(self.widths)) if lo + round(p * (hi - lo) / last) == index)
+        step = self._width_step()
+        width = {"widen_factor": int(self.widths[0]) + position * step} if step else {"widen_factor_index": position}
+        return {"block_type": block.name, "blocks_per_group": spec.blocks_per_group, **width}
 
     def _width_step(self) -> int:
         """The step of an evenly spaced integer k grid (offered as k itself), else 0 (offered by index)."""
