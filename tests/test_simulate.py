@@ -179,6 +179,8 @@ def test_simulate_cli_writes_a_run_that_status_pareto_and_report_read(bench, tmp
     assert (tmp_path / "r.html").stat().st_size > 1000
     resume = run_cli("resume", str(run_dir), cwd=tmp_path)
     assert resume.returncode == 2 and "is a simulated run" in resume.stderr
+    export = run_cli("export", str(run_dir), "--pareto", cwd=tmp_path)
+    assert export.returncode == 2 and "no weights were trained" in export.stderr
     again = run_cli("simulate", str(space_path), "--table", table, "--name", "cli", "--storage-path", str(tmp_path),
                     cwd=tmp_path)
     assert again.returncode == 2 and "exists" in again.stderr

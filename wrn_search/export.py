@@ -176,6 +176,9 @@ def export_trials(run_dir: str | Path, trial: str | None = None, pareto: bool = 
         raise ValueError(f"--retrain: must be >= 1 epochs, got {retrain_epochs}")
     run_dir = Path(run_dir).resolve()
     manifest = RunManifest.load(run_dir)
+    if manifest.table is not None and retrain_epochs is None:
+        raise ValueError(f"run_dir: {run_dir} is a simulated run (table {manifest.table}): no weights were trained; "
+                         "export with --retrain EPOCHS to train the chosen nets")
     rows = select_trials(load_run(run_dir), trial, list(manifest.objectives) if pareto else None)
     out = Path(out) if out is not None else run_dir / "export"
     folders = []
