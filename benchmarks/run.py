@@ -23,7 +23,8 @@ from benchmarks.common import Row, log  # noqa: E402
 #: Benchmark name -> its module's ``run(quick, threads)``, which returns one Row or a list of them.
 BENCHMARKS = {name: (lambda quick, threads, name=name: importlib.import_module(f"benchmarks.{name}").run(
     quick=quick, threads=threads)) for name in (
-    "loader", "train_step", "trial_overhead", "search_efficiency", "cost_model",
+    "loader", "train_step", "trial_overhead", "search_efficiency", "cost_model", "sim_efficiency",
+    "decision_latency", "gpu_packing",
 )}
 
 
