@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -184,3 +186,19 @@ def test_samplers_and_storages(tmp_path):
     assert isinstance(journal, optuna.storages.JournalStorage)
     with pytest.raises(ValueError, match="^study-storage: cannot open"):
         open_storage("nosuchdialect://nowhere")
+
+
+def test_a_searcher_saved_by_an_older_version_restores(tmp_path):
+    """Tune unpickles the searcher of a run created by an older wrn-search: no __init__, older attributes."""
+    searcher = make_searcher(tmp_path, samples=3)
+    searcher.suggest("t0")
+    path = tmp_path / "searcher.pkl"
+    searcher.save(str(path))
+    state = pickle.loads(path.read_bytes())
+    for name in ("clock", "started", "start_up"):
+        del state[name]
+    path.write_bytes(pickle.dumps(state))
+    restored = StudySearcher.__new__(StudySearcher)  # as unpickled from the run's Tuner
+    restored.restore(str(path))
+    assert restored.suggest("t1") is not Searcher.FINISHED
+    restored.on_trial_complete("t1", result(EPOCHS))

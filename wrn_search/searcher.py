@@ -178,6 +178,8 @@ class StudySearcher(OptunaSearch):
         """Restore, re-read the budgets, recount the epochs spent, and fail trials the study holds RUNNING
         that Tune never knew."""
         super().restore(checkpoint_path)
+        for name, default in (("clock", time.time), ("started", {}), ("start_up", [])):
+            self.__dict__.setdefault(name, default)  # a searcher saved by an older wrn-search lacks them
         manifest = RunManifest.load(self.run_dir)
         self.samples, self.epoch_budget = manifest.samples, manifest.epoch_budget
         self.trained = trained_epochs(self.run_dir)  # the durable log, newer than Tune's snapshot
