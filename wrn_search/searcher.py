@@ -26,6 +26,7 @@ from ray.tune.search import ConcurrencyLimiter, SearchGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from .rundir import TRIAL_LOG, RunManifest, append_jsonl, count_epoch, open_storage, trained_epochs
+from .samplers import AskTellGridSampler  # noqa: F401  (grid runs pickled before it moved import it from here)
 from .samplers import RUNG_VALUES, START_UP_TRIALS, RungTPESampler, make_sampler
 from .space import SearchSpace
 from .spec import WRNSpec
