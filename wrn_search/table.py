@@ -23,7 +23,7 @@ import pandas as pd
 
 from .pareto import FrontScale
 from .rundir import write_atomic
-from .space import HYPERPARAMETERS, SearchSpace, parse_space
+from .space import HYPERPARAMETERS, SearchSpace
 
 FORMAT = "wrn-search-table-v1"
 #: A config's columns: its architecture, then the searched training hyperparameters the space has.
@@ -93,10 +93,6 @@ class Table:
     meta: dict
     source: str
     curves: dict[tuple, Curve] = field(default_factory=dict, repr=False)
-
-    @property
-    def space(self) -> SearchSpace:
-        return parse_space(self.meta["space"], f"{self.source} (recorded space)")
 
     @property
     def hyperparameters(self) -> tuple[str, ...]:
