@@ -18,8 +18,8 @@ its own (a smaller study, so the ratio understates the journal's lead);
 ``like_for_like`` compares the two over SQLite's trials.
 
 As in ``simulate.replay`` the scheduler keeps its rungs in memory; a real search also
-rewrites ``scheduler.json`` on every rung decision, timed once at the end of each run
-(``rung_save_ms``) and added in ``gpus_busy_with_rung_saves``.
+appends each rung decision to ``scheduler.jsonl`` (fsynced), timed once at the end of each
+run (``rung_save_ms``) and added in ``gpus_busy_with_rung_saves``.
 
 Capacity: in the last window the driver spends ``D`` seconds of decisions per reported
 epoch (the window's timed calls over its epochs, so suggests and tells are spread over
@@ -219,12 +219,12 @@ def told_once(measurement: Measurement) -> bool:
 
 
 def rung_save_ms(scheduler: TrialScheduler, directory: Path) -> float:
-    """What a real search adds to each rung decision: ``scheduler.json`` of the final rungs, written once."""
+    """What a real search adds to each rung decision: one fsynced line of ``scheduler.jsonl``, timed once."""
     if not isinstance(scheduler, SuccessiveHalving):
         return 0.0
-    scheduler.state_path = str(directory / "scheduler.json")
+    scheduler.log_path = str(directory / "scheduler.jsonl")
     start = time.perf_counter()
-    scheduler._save()
+    scheduler.record(scheduler.milestones[0], "timed", [0.5, 1000.0], False)
     return (time.perf_counter() - start) * 1e3
 
 
@@ -362,7 +362,7 @@ def run(quick: bool = False, threads: int | None = None) -> Row:
                 f"at {long.log.asked:,} trials {long_summary['decisions_per_second']:.0f} decisions/s, "
                 f"{long_summary['driver_ms_per_epoch']:.1f} ms of driver per epoch: one driver keeps {busy:.0f} GPUs "
                 f"busy at 10 s epochs ({long_summary['gpus_busy_with_rung_saves']['epoch_10_s']:.0f} with "
-                f"scheduler.json saves); {tpe_summary['run']} p99 at {tpe_summary['trials']:,} trials "
+                f"scheduler.jsonl appends); {tpe_summary['run']} p99 at {tpe_summary['trials']:,} trials "
                 f"{tpe_summary['p99_ms_last_window']:.1f} ms; fsync {fsync:.2f} ms")
     details = {"window": WINDOW, "workers": WORKERS, "fsync_ms": fsync, "plot": str(path.resolve()),
                "runs": [stats for _, stats in measured],

@@ -1,6 +1,5 @@
 """The successive-halving promotion rule on hand-made rungs, and its persisted state."""
 
-import json
 import math
 
 import numpy as np
@@ -8,6 +7,7 @@ import pytest
 from ray.tune.schedulers import TrialScheduler
 
 from wrn_search.pareto import crowding_distances, non_dominated, non_dominated_ranks, promotion_order
+from wrn_search.rundir import read_jsonl
 
 from wrn_search.schedulers import SuccessiveHalving, promotes, rung_milestones
 
@@ -111,26 +111,30 @@ def test_milestones():
 
 
 def test_asynchronous_decisions_and_persistence(tmp_path):
-    state = tmp_path / "scheduler.json"
-    scheduler = SuccessiveHalving(["val_error", "params"], max_t=9, grace_period=1, reduction_factor=3,
-                                  state_path=state)
+    log = tmp_path / "scheduler.jsonl"
+    scheduler = SuccessiveHalving(["val_error", "params"], max_t=9, grace_period=1, reduction_factor=3, log_path=log)
     assert scheduler.decide("a", 1, (0.5, 1000)) == TrialScheduler.CONTINUE  # first at the rung
     assert scheduler.decide("b", 1, (0.4, 900)) == TrialScheduler.CONTINUE   # dominates a
     assert scheduler.decide("c", 1, (0.6, 2000)) == TrialScheduler.STOP      # dominated by both
     assert scheduler.decide("d", 1, (0.55, 1500)) == TrialScheduler.STOP     # third of four; ceil(4/3) = 2
     assert scheduler.decide("a", 2, (0.45, 1000)) == TrialScheduler.CONTINUE  # between rungs
     assert scheduler.decide("b", 9, (0.1, 900)) == TrialScheduler.CONTINUE   # full budget
-    saved = json.loads(state.read_text())
-    assert saved["rungs"]["1"] == {"a": [0.5, 1000], "b": [0.4, 900], "c": [0.6, 2000], "d": [0.55, 1500]}
-    assert saved["stopped"]["1"] == ["c", "d"] and saved["num_stopped"] == 2
+    assert read_jsonl(log) == [  # one line per rung decision, nothing for the others
+        {"milestone": 1, "trial_id": "a", "values": [0.5, 1000], "stopped": False},
+        {"milestone": 1, "trial_id": "b", "values": [0.4, 900], "stopped": False},
+        {"milestone": 1, "trial_id": "c", "values": [0.6, 2000], "stopped": True},
+        {"milestone": 1, "trial_id": "d", "values": [0.55, 1500], "stopped": True},
+    ]
+    with open(log, "a") as file:
+        file.write('{"milestone": 1, "trial_id": "x", "val')  # a kill in the middle of a line
 
-    restored = SuccessiveHalving(["val_error", "params"], max_t=9, grace_period=1, reduction_factor=3,
-                                 state_path=state)
-    assert restored.rungs["1"] == saved["rungs"]["1"]
+    restored = SuccessiveHalving(["val_error", "params"], max_t=9, grace_period=1, reduction_factor=3, log_path=log)
+    assert restored.rungs["1"] == {"a": [0.5, 1000], "b": [0.4, 900], "c": [0.6, 2000], "d": [0.55, 1500]}
     assert restored.decide("c", 1, (0.6, 2000)) == TrialScheduler.STOP  # stopped before the restore: stays stopped
     assert restored.decide("b", 1, (0.4, 900)) == TrialScheduler.CONTINUE  # continued before the restore
     assert restored.decide("e", 1, (0.7, 5000)) == TrialScheduler.STOP  # compared with the saved rung
     assert restored.num_stopped == 3
+    assert SuccessiveHalving(["val_error", "params"], max_t=9, log_path=log).stopped["1"] == ["c", "d", "e"]
 
 
 @pytest.mark.parametrize("kwargs", [{"grace_period": 0}, {"grace_period": 20}, {"reduction_factor": 1}])

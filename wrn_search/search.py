@@ -25,7 +25,7 @@ from ray import tune
 from ray.tune.schedulers import HyperBandScheduler, MedianStoppingRule, TrialScheduler
 
 from .data import Dataset, dataset_info, load_dataset
-from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_STATE, SPACE_FILE, STUDY_FILE, TUNE_DIR, RunManifest,
+from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_FILE, TUNE_DIR, RunManifest,
                      append_jsonl, epoch_record, open_storage)
 from .results import write_results
 from .schedulers import SuccessiveHalving
@@ -119,7 +119,7 @@ def make_scheduler(space: SearchSpace, run_dir: Path | None) -> TrialScheduler |
         objectives = list(search.objectives) if name == "moasha" else ["val_error"]
         grace = min(search.grace_period, epochs)
         return SuccessiveHalving(objectives, epochs, grace, search.reduction_factor,
-                                 run_dir / SCHEDULER_STATE if run_dir else None)
+                                 run_dir / SCHEDULER_LOG if run_dir else None)
     if name == "hyperband":
         return HyperBandScheduler(metric="val_error", mode="min", max_t=epochs,
                                   reduction_factor=search.reduction_factor)
