@@ -8,7 +8,9 @@ import shutil
 import pandas as pd
 
 from search_helpers import run_cli, write_space
+from table_fixtures import write_synthetic_table
 from wrn_search.rundir import append_jsonl
+from wrn_search.space import load_space
 from wrn_search.table import load_table
 
 TINY = {
@@ -68,3 +70,9 @@ def test_tabulate_refuses_continuous_axes_and_bad_outputs_before_writing(tmp_pat
     result = run_cli("tabulate", str(space), "--seeds", "0", "--out", str(tmp_path / "t.csv"), cwd=tmp_path)
     assert result.returncode == 2 and "--seeds: must be an integer >= 1, got 0" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cont.yaml", "tiny.yaml"]
+    existing = write_synthetic_table(load_space(space), tmp_path / "t.csv.gz", seeds=1)
+    longer = write_space(tmp_path, "longer.yaml", **{**TINY, "training": {"epochs": 3, "batch_size": 128}})
+    before = existing.read_bytes()
+    result = run_cli("tabulate", str(longer), "--out", str(existing), cwd=tmp_path)
+    assert result.returncode == 2 and "recorded with training {'epochs': 2" in result.stderr
+    assert existing.read_bytes() == before and not (tmp_path / "t.partial.jsonl").exists()

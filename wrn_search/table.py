@@ -133,14 +133,18 @@ class Table:
         final = final[final["epoch"] == self.epochs]
         return self.scale().hypervolume(final["val_error"], final["params"])
 
-    def check_covers(self, space: SearchSpace) -> None:
-        """Refuse a space that this table cannot replay: another recipe or dataset, or a grid point not recorded."""
+    def check_recipe(self, space: SearchSpace) -> None:
+        """Refuse a space whose dataset or training sections differ from the ones the table was recorded with."""
         recorded = self.meta["space"]
         resolved = space.to_dict()
         for section in ("dataset", "training"):
             if resolved[section] != recorded[section]:
                 raise ValueError(f"table {self.source}: recorded with {section} {recorded[section]}, "
                                  f"but the space has {resolved[section]}")
+
+    def check_covers(self, space: SearchSpace) -> None:
+        """Refuse a space that this table cannot replay: another recipe or dataset, or a grid point not recorded."""
+        self.check_recipe(space)
         extra = [name for name in hyperparameter_columns(space) if name not in self.hyperparameters]
         if extra:
             raise ValueError(f"table {self.source}: the space searches {', '.join(extra)}, "

@@ -26,7 +26,7 @@ from . import __version__
 from .rundir import append_jsonl, read_jsonl
 from .search import build_trainable, full_epochs, load_space_dataset, ray_session
 from .space import SearchSpace
-from .table import (EPOCH_COLUMNS, FORMAT, SPEC_COLUMNS, config_key, hyperparameter_columns, is_complete,
+from .table import (EPOCH_COLUMNS, FORMAT, SPEC_COLUMNS, Table, config_key, hyperparameter_columns, is_complete,
                     load_table, table_paths, write_table)
 
 #: Retries of a crashed recording trial (it restarts from its last checkpoint).
@@ -81,31 +81,31 @@ def complete_curves(frame: pd.DataFrame, hyperparameters: tuple[str, ...], epoch
     return done.reset_index(drop=True)
 
 
-def check_recordable(space: SearchSpace, out: Path) -> None:
-    """A discrete space, an output path that can be a table, and an existing table of the same recipe."""
+def existing_table(space: SearchSpace, out: Path) -> Table | None:
+    """Check for a discrete space and an output path that can be a table; return the table already there
+    (recorded with the same dataset and training sections), or None."""
     table_paths(out)
     if space.continuous:
         raise ValueError(f"{space.source}: tabulate needs a discrete grid, but {', '.join(space.continuous)} "
                          "is a continuous range; give choices (or a step)")
-    if out.exists():
-        recorded = load_table(out)
-        for section in ("dataset", "training"):
-            if recorded.meta["space"][section] != space.to_dict()[section]:
-                raise ValueError(f"out: {out} was recorded with another {section} section; "
-                                 "write the new table to another file")
+    if not out.exists():
+        return None
+    existing = load_table(out)
+    existing.check_recipe(space)
+    return existing
 
 
 def tabulate(space: SearchSpace, seeds: int, out: str | Path, address: str | None = None, verbose: int = 1,
              argv: list[str] | None = None) -> Path:
     """Record (or complete) the table of ``space`` with seeds ``0..seeds-1`` at ``out``; return its path."""
     out = Path(out).expanduser().resolve()
-    check_recordable(space, out)
+    existing = existing_table(space, out)
     if not out.parent.is_dir():
         raise ValueError(f"out: {out.parent} is not a directory")
     hyperparameters = hyperparameter_columns(space)
     epochs = full_epochs(space)
     log_path = partial_log(out)
-    recorded = pd.concat([load_table(out).frame if out.exists() else pd.DataFrame(),
+    recorded = pd.concat([existing.frame if existing else pd.DataFrame(),
                           pd.DataFrame.from_records(read_jsonl(log_path))], ignore_index=True)
     recorded = complete_curves(recorded, hyperparameters, epochs)
     done = {(config_key(row, hyperparameters), int(row["seed"])) for row in recorded.to_dict("records")}
@@ -136,7 +136,7 @@ def tabulate(space: SearchSpace, seeds: int, out: str | Path, address: str | Non
             shutil.rmtree(storage, ignore_errors=True)
     recorded = complete_curves(pd.concat([recorded, pd.DataFrame.from_records(read_jsonl(log_path))],
                                          ignore_index=True), hyperparameters, epochs)
-    previous = load_table(out).meta.get("recorded", {}) if out.exists() else {}
+    previous = existing.meta.get("recorded", {}) if existing else {}
     meta = {
         "format": FORMAT,
         "space": space.to_dict(),
