@@ -94,7 +94,7 @@ class StudySearcher(OptunaSearch):
         if trial_id not in self._ot_trials and self.start_up:
             self.study.enqueue_trial(self.start_up.pop(0))  # asked at once: never left WAITING in the study
         config = super().suggest(trial_id)
-        self.started[trial_id] = self.clock()
+        self.started.setdefault(trial_id, self.clock())  # a trial asked again keeps its start
         trial = self._ot_trials[trial_id]
         trial.set_user_attr("trial_id", trial_id)
         for key, value in spec_attributes(config["name"]).items():

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="run name (default: <space>-sim-<date>-<time>)")
     parser.add_argument("--storage-path", default="wrn-runs", help="parent of the run directory (default: wrn-runs)")
     parser.add_argument("--study-storage", metavar="URL",
-                        help="Optuna storage: any SQLAlchemy URL or a journal file path (default: study.db in the run)")
+                        help="Optuna storage: any SQLAlchemy URL or a journal file path (default: study.log in the run)")
 
 
 def run(args: argparse.Namespace) -> int:
