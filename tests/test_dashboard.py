@@ -1,7 +1,12 @@
-"""The live dashboard: fixed routes, fresh data on every refresh, Chromium renders it, Ctrl-C stops it cleanly."""
+"""The live dashboard: fixed routes, fresh data on every refresh, Chromium renders it, Ctrl-C stops it cleanly.
+
+Both it and optuna-dashboard answer only this machine's host names (DNS rebinding), drop silent
+clients, take a client hanging up mid-response quietly, and optuna-dashboard is read-only.
+"""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -20,7 +25,9 @@ from run_fixtures import FakeTrial, add_trials, make_run
 
 from wrn_search.cli import main
 from wrn_search.dashboards.figures import PARETO_UID
-from wrn_search.dashboards.live import DashboardServer, server_url
+from wrn_search.dashboards.live import DashboardServer, host_allowed, optuna_server, served_host_names, server_url
+from wrn_search.results import open_run_storage
+from wrn_search.rundir import RunManifest
 
 
 @pytest.fixture
@@ -28,20 +35,27 @@ def run_dir(tmp_path):
     return make_run(tmp_path / "live-run", dataset="cifar100")
 
 
-def serving(run_dir, host: str):
-    server = DashboardServer(run_dir, host, 0)
+def serving(run_dir, host: str, **options):
+    return started(DashboardServer(run_dir, host, 0, **options))
+
+
+def started(server):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server, thread
+
+
+def stopped(server, thread) -> None:
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
 
 
 @pytest.fixture
 def server(run_dir):
     server, thread = serving(run_dir, "127.0.0.1")
     yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    stopped(server, thread)
 
 
 def ipv6_loopback() -> bool:
@@ -59,10 +73,9 @@ def test_serves_on_the_ipv6_loopback(run_dir):
     try:
         assert server_url(server).startswith("http://[::1]:")
         assert get(server_url(server) + "api/views.json")[0] == 200
+        assert ask(server, "GET", "/api/views.json", "[::1]")[0] == 200
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        stopped(server, thread)
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -83,6 +96,112 @@ def test_routes_are_fixed(server):
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(request, timeout=10)
     assert error.value.code == 501
+
+
+def ask(server, method: str, path: str, host: str | None = None) -> tuple[int, bytes]:
+    """One request to ``server`` (or its ``(host, port)``) with this ``Host`` header (``None``: its address)."""
+    address = server if isinstance(server, tuple) else server.server_address[:2]
+    connection = http.client.HTTPConnection(*address, timeout=30)
+    try:
+        connection.request(method, path, headers={} if host is None else {"Host": host})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_only_this_machines_host_names_are_answered(server):
+    """A DNS-rebinding page reaches 127.0.0.1 under its own name, which the Host header carries."""
+    port = server.server_address[1]
+    for host in ("evil.example", f"evil.example:{port}", "localhost.evil.example", "127.0.0.1@evil.example", ""):
+        status, body = ask(server, "GET", "/api/views.json", host)
+        assert status == 403 and b"front_size" not in body, host
+    for host in ("127.0.0.1", f"127.0.0.1:{port}", "localhost", f"LocalHost:{port}", "[::1]", f"[::1]:{port}",
+                 "localhost:9000"):  # an SSH tunnel forwards another local port
+        assert ask(server, "GET", "/api/views.json", host)[0] == 200, host
+
+
+@pytest.mark.parametrize("bind, header, allowed", [
+    ("127.0.0.1", "localhost:8050", True), ("127.0.0.1", "10.0.0.7:8050", True), ("127.0.0.1", "[fe80::1]", True),
+    ("127.0.0.1", socket.gethostname(), socket.gethostname().lower() == "localhost"),
+    ("0.0.0.0", f"{socket.gethostname()}:8050", True), ("0.0.0.0", "evil.example", False),
+    ("gpu7.lab.example", "GPU7.lab.example.:8050", True), ("gpu7.lab.example", "gpu8.lab.example", False),
+    ("::", "[2001:db8::1]:8050", True), ("::", "[::1", False), ("::", "localhost:http", False),
+])
+def test_host_names_of_a_bind(bind, header, allowed):
+    assert host_allowed(header, served_host_names(bind)) is allowed
+    assert host_allowed(None, served_host_names(bind))  # HTTP/1.0 without Host: no browser sends that
+
+
+def test_allow_host_adds_a_name():
+    assert not host_allowed("dash.lab.example", served_host_names("127.0.0.1"))
+    assert host_allowed("dash.lab.example:443", served_host_names("127.0.0.1", ["Dash.Lab.Example"]))
+
+
+def test_a_client_hanging_up_mid_response_is_no_traceback(run_dir, capsys):
+    server, thread = serving(run_dir, "127.0.0.1")
+    handled = threading.Event()
+    serve_one = server.process_request_thread
+
+    def tracked(*args):
+        try:
+            serve_one(*args)
+        finally:
+            handled.set()
+
+    server.process_request_thread = tracked
+    try:
+        with socket.create_connection(server.server_address[:2], timeout=10) as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.sendall(b"GET /plotly.min.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert client.recv(1) == b"H"  # the response has started: plotly.js is 4.8 MB
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        assert handled.wait(timeout=30)
+    finally:
+        stopped(server, thread)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err, err
+
+
+def test_a_silent_client_is_dropped_after_the_idle_timeout(run_dir):
+    server, thread = serving(run_dir, "127.0.0.1", idle_timeout=0.5)
+    try:
+        with socket.create_connection(server.server_address[:2], timeout=20) as client:
+            began = time.monotonic()
+            assert client.recv(1024) == b""  # closed by the server, not by our own timeout
+            assert time.monotonic() - began < 10
+        assert get(server_url(server) + "api/views.json")[0] == 200  # the server serves on
+    finally:
+        stopped(server, thread)
+
+
+@pytest.fixture
+def optuna_dashboard(run_dir):
+    storage = open_run_storage(run_dir, RunManifest.load(run_dir))
+    server, thread = started(optuna_server(storage, "127.0.0.1", 0))
+    yield server, storage
+    stopped(server, thread)
+
+
+def test_optuna_dashboard_is_read_only(optuna_dashboard):
+    server, storage = optuna_dashboard
+    study_id = storage.get_study_id_from_name("live-run-0000")
+    for method, path in (("DELETE", f"/api/studies/{study_id}"), ("POST", "/api/studies"),
+                         ("POST", f"/api/studies/{study_id}/rename"), ("PUT", f"/api/studies/{study_id}/note"),
+                         ("POST", "/api/trials/1/user-attrs")):
+        status, body = ask(server, method, path)
+        assert status == 405 and b"read-only" in body, (method, path)
+    assert [study.study_name for study in storage.get_all_studies()] == ["live-run-0000"]
+    assert len(storage.get_all_trials(study_id)) == 8
+    status, body = ask(server, "GET", f"/api/studies/{study_id}")
+    assert status == 200 and b"WRN-16-2-B(3,3)" in body
+    assert ask(server, "HEAD", "/api/studies")[0] == 200
+
+
+def test_optuna_dashboard_answers_only_this_machines_names(optuna_dashboard):
+    server, _ = optuna_dashboard
+    assert ask(server, "GET", "/api/studies", "evil.example")[0] == 403
+    assert ask(server, "GET", "/api/studies", "localhost")[0] == 200
 
 
 def test_views_refresh_while_the_search_runs(server, run_dir):
@@ -141,15 +260,20 @@ def wait_until_up(url: str, timeout: float = 30) -> None:
 @pytest.mark.parametrize("optuna", [False, True], ids=["wrn", "optuna-dashboard"])
 def test_ctrl_c_exits_0_and_releases_the_port(run_dir, optuna):
     port = free_port()
-    command = [sys.executable, "-m", "wrn_search", "dashboard", str(run_dir), "--port", str(port)]
+    command = [sys.executable, "-m", "wrn_search", "dashboard", str(run_dir), "--port", str(port),
+               "--allow-host", "dash.lab.example"]
     process = subprocess.Popen(command + (["--optuna"] if optuna else []), stdout=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         wait_for_line(process, f"127.0.0.1:{port}/")
         wait_until_up(f"http://127.0.0.1:{port}/")
+        address = ("127.0.0.1", port)
+        assert ask(address, "GET", "/", "dash.lab.example")[0] in (200, 302)  # optuna-dashboard redirects /
+        assert ask(address, "GET", "/", "evil.example")[0] == 403
         if optuna:
             status, body = get(f"http://127.0.0.1:{port}/api/studies")
             assert status == 200 and b"live-run" in body
+            assert ask(address, "DELETE", "/api/studies/1")[0] == 405
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from run_fixtures import make_run
+from run_fixtures import STANDARD_TRIALS, make_run
 
 from wrn_search.cli import main
 from wrn_search.data import load_dataset
@@ -76,6 +76,28 @@ def test_state_dict_export_with_spec_and_card(run, tmp_path, capsys):
     images = example_input("digits", batch=5)
     with torch.no_grad():
         assert torch.equal(model(images), checkpoint_logits(run, images))
+
+
+def test_model_card_escapes_what_the_run_supplies(tmp_path):
+    """A run name (or trial id, or path) is text in the card: it cannot open HTML, code or a table cell."""
+    hostile = "x`<img src=x onerror=alert(1)>`|![p](http://e.x/a.png)*_[#]\\\n# heading &amp;"
+    run = make_run(tmp_path / "run", trials=STANDARD_TRIALS[:1])
+    tune = tmp_path / hostile / "tune"
+    manifest = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**manifest, "name": hostile, "tune_path": str(tune)}))
+    trainer = Trainer(WRNSpec.parse("WRN-10-1"), load_dataset("digits"), CONFIG)
+    trainer.save_checkpoint(tune / trial_dir(Path(), "7a1b2_00000", 0).name / "checkpoint_000000" / "checkpoint.pt")
+    assert main(["export", str(run), "--trial", "0", "--out", str(tmp_path / "out")]) == 0
+    card = (tmp_path / "out" / "trial-0" / "model_card.md").read_text()
+    assert json.loads((tmp_path / "out" / "trial-0" / "model_card.json").read_text())["run"] == hostile
+    assert "<" not in card and ">" not in card, card
+    escaped = "x\\`&lt;img src=x onerror=alert(1)&gt;\\`\\|\\!\\[p\\](http://e.x/a.png)\\*\\_\\[\\#\\]\\\\ \\# heading &amp;amp;"
+    assert f"run {escaped} (trial 0, 7a1b2\\_00000)" in card, card
+    lines = card.splitlines()
+    weights = next(line for line in lines if line.startswith("| weights | "))
+    assert "/x\\`&lt;img src=x onerror=alert(1)&gt;\\`\\|" in weights and "\\ \\# heading &amp;amp;/tune/" in weights
+    assert [line for line in lines if line.startswith("#")] == [lines[0]]  # no heading smuggled in
+    assert all(line.count("|") - line.count("\\|") == 3 for line in lines if line.startswith("| "))
 
 
 def test_exported_program_gives_the_checkpoint_logits(run, tmp_path):

@@ -8,6 +8,7 @@ train+val, which also measures its test error.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ FORMATS = ("state_dict", "exported_program", "torchscript", "onnx")
 WEIGHT_FILES = {"state_dict": "model.pt", "exported_program": "model.pt2", "torchscript": "model.torchscript.pt",
                 "onnx": "model.onnx"}
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
+#: Characters that open Markdown syntax inline: code, emphasis, links and images, headings, table cells.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]#|!~])")
 
 
 @dataclass
@@ -146,21 +149,31 @@ def model_card(row: pd.Series, model: Model, manifest: RunManifest, fmt: str) ->
     }
 
 
+def markdown_text(value: object) -> str:
+    """``value`` as literal text in Markdown: run names, trial ids and paths come from the user, and a
+    backtick or ``<`` in them would otherwise become code or raw HTML wherever the card is rendered."""
+    text = html.escape(" ".join(str(value).split()), quote=False)  # one line: no new block or table row
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
 def card_markdown(card: dict) -> str:
+    """The card as Markdown; every string from the run goes through :func:`markdown_text`."""
     data = card["dataset"]
     test = f"{card['test_error']:.4f}" if card["test_error"] is not None else "not measured (export with --retrain)"
     val = f"{card['val_error']:.4f}" if card["val_error"] is not None else "none"
+    name, run, trial_id, outcome, weights, dataset, image_input = map(markdown_text, (
+        card["name"], card["run"], card["trial_id"], card["outcome"], card["weights"], data["name"], card["input"]))
     return "\n".join([
-        f"# {card['name']}", "",
-        f"Wide ResNet found by wrn-search run `{card['run']}` (trial {card['trial_number']}, `{card['trial_id']}`).", "",
+        f"# {name}", "",
+        f"Wide ResNet found by wrn-search run {run} (trial {card['trial_number']}, {trial_id}).", "",
         "| | |", "| --- | --- |",
         f"| parameters | {card['params']:,} |", f"| MACs per image | {card['macs']:,} |",
-        f"| validation error | {val} after {card['epochs']} epochs ({card['outcome']}) |",
-        f"| test error | {test} |", f"| weights | {card['weights']} |",
+        f"| validation error | {val} after {card['epochs']} epochs ({outcome}) |",
+        f"| test error | {test} |", f"| weights | {weights} |",
         f"| file | `{card['file']}` ({card['format']}) |",
-        f"| dataset | {data['name']}: {data['num_classes']} classes, {data['in_channels']} x "
+        f"| dataset | {dataset}: {data['num_classes']} classes, {data['in_channels']} x "
         f"{data['input_size'][0]} x {data['input_size'][1]} |",
-        f"| input | {card['input']}; mean {data['mean']}, std {data['std']} |", "",
+        f"| input | {image_input}; mean {data['mean']}, std {data['std']} |", "",
         "Rebuild the network: `build_model(WRNSpec.from_dict(json.load(open('spec.json'))), "
         f"{data['num_classes']}, {data['in_channels']})`.", "",
     ])

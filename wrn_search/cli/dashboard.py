@@ -17,8 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8050, help="port to listen on (default 8050; 0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it, unauthenticated)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="also answer requests for this host name (a reverse proxy's or tunnel's; repeatable). "
+                             "Only localhost, the --host name, IP addresses and, off loopback, this machine's "
+                             "name are answered otherwise: other names are refused (DNS rebinding)")
     parser.add_argument("--optuna", action="store_true",
-                        help="run optuna-dashboard on the run's study storage instead")
+                        help="run optuna-dashboard on the run's study storage instead, read-only "
+                             "(GET and HEAD only: no deleting or editing studies over HTTP)")
 
 
 def stop_on_signals() -> None:
@@ -43,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
               "without authentication", file=sys.stderr)
     if args.optuna:
         run_dir = Path(args.run_dir).resolve()
-        serve_optuna(open_run_storage(run_dir, RunManifest.load(run_dir)), args.host, args.port)
+        serve_optuna(open_run_storage(run_dir, RunManifest.load(run_dir)), args.host, args.port, args.allow_host)
     else:
-        serve(args.run_dir, args.host, args.port)
+        serve(args.run_dir, args.host, args.port, args.allow_host)
     return 0
