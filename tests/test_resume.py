@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 
 import pandas as pd
+import psutil
 import pytest
 import ray
 from ray.cluster_utils import Cluster
@@ -19,7 +21,7 @@ from search_helpers import run_cli, study_of, write_space
 from wrn_search.rundir import read_jsonl
 from wrn_search.search import run_search
 from wrn_search.space import load_space
-from wrn_search.trainable import CRASH_ONCE_ENV
+from wrn_search.lock import LOCK_FILE, run_dir_lock
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -31,78 +33,131 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_kill_the_driver_then_resume(tmp_path):
-    space = write_space(tmp_path, training={"epochs": 8}, search={"samples": 8, "scheduler": "none"})
-    run_dir = tmp_path / "runs" / "killed"
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "wrn_search", "run", str(space), "--name", "killed", "--storage-path", "runs",
-         "--quiet"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        def some_finished_and_some_mid_training() -> bool:
-            finished = {r["number"] for r in read_jsonl(run_dir / "trials.jsonl")}
-            # Three checkpoints in, a trial has forced an experiment snapshot (num_to_keep=2), so Ray knows it.
-            running = {r["number"] for r in read_jsonl(run_dir / "epochs.jsonl") if r["epoch"] >= 3}
-            return len(finished) >= 2 and bool(running - finished)
+def start_cli(tmp_path, *args) -> subprocess.Popen:
+    """``wrn-search ARGS`` in its own process group (the Ray processes it starts join it), output captured."""
+    return subprocess.Popen([sys.executable, "-m", "wrn_search", *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
 
-        wait_for(some_finished_and_some_mid_training, 240, "finished and running trials")
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=30)
+
+def signal_group(process: subprocess.Popen, signum: int) -> tuple[int, str]:
+    """Send ``signum`` to the process and the Ray processes it started; its exit code and stderr."""
+    try:
+        os.killpg(process.pid, signum)
+        _, stderr = process.communicate(timeout=120)
     finally:
         try:
-            os.killpg(driver.pid, signal.SIGKILL)  # the Ray processes the driver started
+            os.killpg(process.pid, signal.SIGKILL)  # what outlived a graceful stop
         except ProcessLookupError:
             pass
-    before_kill = {r["number"]: r for r in read_jsonl(run_dir / "trials.jsonl")}
-    epochs_before = pd.DataFrame(read_jsonl(run_dir / "epochs.jsonl"))
-    interrupted = set(epochs_before["number"]) - set(before_kill)
-    lines_before = len(epochs_before)
+    return process.returncode, stderr
 
+
+def reached(run_dir) -> dict[int, int]:
+    """The highest epoch each study trial has logged: each one has a checkpoint on storage."""
+    reached: dict[int, int] = {}
+    for record in read_jsonl(run_dir / "epochs.jsonl"):
+        reached[record["number"]] = max(reached.get(record["number"], 0), record["epoch"])
+    return reached
+
+
+def assert_continued(run_dir, before: dict[int, int], lines_before: int) -> None:
+    """No trial that had logged an epoch before a kill trains that epoch, or any earlier one, again."""
+    after = read_jsonl(run_dir / "epochs.jsonl")[lines_before:]
+    for number, epoch in before.items():
+        again = [r["epoch"] for r in after if r["number"] == number]
+        assert not again or again[0] > epoch, f"trial {number} reached epoch {epoch}, then trained {again}"
+
+
+def test_kills_interrupts_and_a_lagging_snapshot_lose_no_work(tmp_path):
+    """Kill the driver as the run directory appears, Ctrl-C a resume, kill the next resume and roll its
+    Ray snapshot back to an older one: every trial ends COMPLETE, none trains an epoch twice."""
+    samples, epochs = 6, 8
+    space = write_space(tmp_path, training={"epochs": epochs}, search={"samples": samples, "scheduler": "none"})
+    run_dir = tmp_path / "runs" / "killed"
+    run = ["run", str(space), "--name", "killed", "--storage-path", "runs", "--quiet"]
+
+    driver = start_cli(tmp_path, *run)
+    wait_for(lambda: (run_dir / "run.json").exists(), 120, "the run directory")
+    signal_group(driver, signal.SIGKILL)
+    assert not (run_dir / "epochs.jsonl").exists()
+    assert run_cli(*run, cwd=tmp_path).returncode == 2  # the directory exists: resume it
+
+    # Ctrl-C: Tune stops, the results reflect what finished, and the exit code says interrupted.
+    resume = start_cli(tmp_path, "resume", str(run_dir))
+    wait_for(lambda: len(read_jsonl(run_dir / "trials.jsonl")) >= 2 and set(reached(run_dir))
+             - {r["number"] for r in read_jsonl(run_dir / "trials.jsonl")}, 240, "finished and running trials")
+    code, stderr = signal_group(resume, signal.SIGINT)
+    finished = {r["number"] for r in read_jsonl(run_dir / "trials.jsonl")}
+    unfinished = len(study_of(run_dir).trials) - len(finished)
+    assert code == 130, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == (
+        f"wrn-search resume: interrupted: {len(finished)} of {samples} trials finished, {unfinished} unfinished; "
+        f"continue with: wrn-search resume {run_dir}")
+    results = pd.read_csv(run_dir / "results.csv")
+    assert set(results.loc[results["state"] == "COMPLETE", "number"]) == finished
+
+    # A kill during a resume, after which Ray's newest snapshot is one taken before the last checkpoints.
+    before, lines_before = reached(run_dir), len(read_jsonl(run_dir / "epochs.jsonl"))
+    resume = start_cli(tmp_path, "resume", str(run_dir))
+    wait_for(lambda: len(read_jsonl(run_dir / "epochs.jsonl")) > lines_before, 240, "a resumed epoch")
+    snapshot = max((run_dir / "tune").glob("experiment_state-*.json"))
+    old_snapshot = snapshot.read_text()
+    wait_for(lambda: len(read_jsonl(run_dir / "epochs.jsonl")) > lines_before + 6, 240, "more epochs")
+    signal_group(resume, signal.SIGKILL)
+    assert_continued(run_dir, before, lines_before)
+    max((run_dir / "tune").glob("experiment_state-*.json")).write_text(old_snapshot)
+
+    # One writer at a time: a resume while another process holds the run directory is refused.
+    with run_dir_lock(run_dir, "a test"):
+        refused = run_cli("resume", str(run_dir), cwd=tmp_path)
+        since = json.loads((run_dir / LOCK_FILE).read_text())["since"]
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (f"wrn-search resume: error: run_dir: {run_dir} is in use by pid {os.getpid()} "
+                                      f"on {socket.gethostname()} (a test, since {since}); wait for it to end or "
+                                      "stop it, then try again")
+
+    before, lines_before = reached(run_dir), len(read_jsonl(run_dir / "epochs.jsonl"))
     resumed = run_cli("resume", str(run_dir), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-
-    results = pd.read_csv(run_dir / "results.csv")
+    assert "FileNotFoundError" not in resumed.stderr and "does not exist on storage" not in resumed.stderr
+    assert_continued(run_dir, before, lines_before)
     study = study_of(run_dir)
-    assert not [t for t in study.trials if t.state.name == "RUNNING"]
-    for number, record in before_kill.items():
-        rows = results[results["number"] == number]
-        assert len(rows) == 1
-        assert rows.iloc[0]["val_error"] == pytest.approx(record["val_error"])
-    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    assert len(complete) == (results["state"] == "COMPLETE").sum() == 8  # the sample budget, all finished
-    after = pd.DataFrame(read_jsonl(run_dir / "epochs.jsonl")).iloc[lines_before:]
-    lost = {t.number for t in study.trials if t.user_attrs.get("outcome") == "lost"}
-    assert all(study.trials[n].state.name == "FAIL" for n in lost)  # asked after Ray's last snapshot
-    # A trial three checkpoints in forced a snapshot holding its checkpoint; one that Ray knew with no
-    # checkpoint in its last snapshot yet restarts from epoch 1, as Tune restores it.
-    reached = epochs_before.groupby("number")["epoch"].max()
-    three_in = {number for number in interrupted - lost if reached[number] >= 3}
-    assert three_in, "no trial was caught three checkpoints into training"
-    for number in three_in:
-        epochs = after[after["number"] == number]["epoch"].tolist()
-        assert epochs and epochs[0] > 1, f"trial {number} restarted from epoch 1: {epochs}"
-    pareto = pd.read_csv(run_dir / "pareto.csv")
-    assert set(pareto["number"]) == {t.number for t in study.best_trials}
+    assert len(study.trials) == samples and all(t.state.name == "COMPLETE" for t in study.trials)
+    results = pd.read_csv(run_dir / "results.csv")
+    assert (results["epochs"] == epochs).all() and set(results["number"]) == set(range(samples))
 
 
-@pytest.fixture
-def ray_with_crash_hook(tmp_path, monkeypatch):
-    marker = tmp_path / "crashed-trial"
-    monkeypatch.setenv(CRASH_ONCE_ENV, str(marker))  # workers inherit the environment Ray starts with
+def test_a_crashed_worker_is_retried_from_its_checkpoint(tmp_path):
+    """SIGKILL a trial's worker process mid-training: Tune retries it from its checkpoint."""
+    space = write_space(tmp_path, training={"epochs": 6}, search={"samples": 2, "scheduler": "none",
+                                                                  "max_concurrent": 1})
+    run_dir = tmp_path / "runs" / "crash"
+    killed: list[int] = []
+
+    def kill_the_training_worker():
+        try:
+            wait_for(lambda: reached(run_dir).get(0, 0) >= 2, 120, "trial 0 at epoch 2")
+        except AssertionError:
+            return
+        for worker in psutil.process_iter(["cmdline"]):
+            if "ImplicitFunc" in " ".join(worker.info["cmdline"] or []):
+                worker.kill()
+                killed.append(worker.pid)
+
+    killer = threading.Thread(target=kill_the_training_worker, daemon=True)
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield marker
-    ray.shutdown()
-
-
-def test_a_crashed_worker_is_retried_from_its_checkpoint(tmp_path, ray_with_crash_hook):
-    space = write_space(tmp_path, training={"epochs": 4}, search={"samples": 3, "scheduler": "none"})
-    run_dir = run_search(load_space(space), name="crash", storage_path=str(tmp_path / "runs"), verbose=0)
-    crashed = int(ray_with_crash_hook.read_text())
+    try:
+        killer.start()
+        run_search(load_space(space), name="crash", storage_path=str(tmp_path / "runs"), verbose=0)
+    finally:
+        killer.join(timeout=10)
+        ray.shutdown()
+    assert killed, "no trial worker was found to kill"
     trials = study_of(run_dir).trials
-    assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)
-    ends = [r for r in read_jsonl(run_dir / "trials.jsonl") if r["number"] == crashed]
-    assert len(ends) == 1 and ends[0]["state"] == "COMPLETE"
-    epochs = [r["epoch"] for r in read_jsonl(run_dir / "epochs.jsonl") if r["number"] == crashed]
-    assert epochs == [1, 2, 3, 4]  # epoch 2 was lost with the process and redone from epoch 1's checkpoint
+    assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
+    epochs = [r["epoch"] for r in read_jsonl(run_dir / "epochs.jsonl") if r["number"] == 0]
+    assert epochs[0] == 1 and epochs.count(1) == 1 and epochs[-1] == 6  # continued from a checkpoint
+    assert list((run_dir / "tune").glob("00000-*/error.txt")), "Tune never saw the worker die"
 
 
 def test_losing_a_node_mid_search(tmp_path):

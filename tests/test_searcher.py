@@ -96,16 +96,21 @@ def test_the_grid_sampler_ends_the_search_when_exhausted(tmp_path):
     assert len(read_jsonl(tmp_path / "trials.jsonl")) == len(names)
 
 
-def test_restore_fails_trials_asked_after_the_last_snapshot(tmp_path):
-    searcher = make_searcher(tmp_path)
+def test_restore_asks_again_the_trials_asked_after_the_last_snapshot(tmp_path):
+    searcher = make_searcher(tmp_path, samples=3)
     searcher.suggest("t0")
     searcher.save(str(tmp_path / "searcher.pkl"))  # Tune's experiment snapshot
-    searcher.suggest("t1")  # asked after it; then the driver is killed
-    restored = make_searcher(tmp_path)
+    lost = searcher.suggest("t1")  # asked after it; then the driver is killed
+    restored = make_searcher(tmp_path, samples=3)
     restored.restore(str(tmp_path / "searcher.pkl"))
-    assert states(restored) == {0: (TrialState.RUNNING, None), 1: (TrialState.FAIL, "lost")}
+    assert restored.lost == [1]
+    again = restored.suggest("t1-again")  # a new Tune trial runs the same study trial, with its params
+    assert again == lost and states(restored) == {0: (TrialState.RUNNING, None), 1: (TrialState.RUNNING, None)}
+    restored.on_trial_complete("t1-again", result(EPOCHS))
     restored.on_trial_complete("t0", result(EPOCHS))
-    assert states(restored)[0] == (TrialState.COMPLETE, "completed")
+    assert states(restored) == {0: (TrialState.COMPLETE, "completed"), 1: (TrialState.COMPLETE, "completed")}
+    assert restored.suggest("t2") is not Searcher.FINISHED  # the lost trial counted once against samples
+    assert restored.suggest("t3") is Searcher.FINISHED
 
 
 def test_restore_reads_a_raised_sample_budget(tmp_path):

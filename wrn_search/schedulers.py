@@ -57,7 +57,7 @@ def rung_milestones(max_t: int, grace_period: int, reduction_factor: float) -> l
 
 
 class SuccessiveHalving(FIFOScheduler):
-    """Asynchronous successive halving over epochs (``training_iteration``), one bracket.
+    """Asynchronous successive halving over epochs (the trial's own ``epoch``), one bracket.
 
     ``objectives`` are minimised result keys: ``["val_error"]`` gives ASHA,
     ``["val_error", "params"]`` (with ``pareto=True``) gives MO-ASHA.
@@ -70,7 +70,7 @@ class SuccessiveHalving(FIFOScheduler):
         grace_period: int = 1,
         reduction_factor: float = 3,
         log_path: str | Path | None = None,
-        time_attr: str = "training_iteration",
+        time_attr: str = "epoch",
     ):
         super().__init__()
         if grace_period < 1 or grace_period > max_t:

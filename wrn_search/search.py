@@ -8,11 +8,15 @@ the run directory after a crash, a kill or a reboot.
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import shlex
 import shutil
+import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,14 +24,17 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+import pyarrow.fs
 import ray
 from ray import tune
 from ray.tune.schedulers import HyperBandScheduler, MedianStoppingRule, TrialScheduler
 
+from .checkpoints import trial_dirname
 from .data import Dataset, dataset_info, load_dataset
+from .lock import run_dir_lock
 from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_FILE, TUNE_DIR, RunManifest,
                      append_jsonl, epoch_record, open_storage)
-from .results import write_results
+from .results import open_study, write_results
 from .schedulers import SuccessiveHalving
 from .samplers import make_sampler
 from .searcher import StudySearcher, search_algorithm
@@ -41,6 +48,8 @@ DEFAULT_STORAGE_PATH = "wrn-runs"
 DEFAULT_GPU_MEMORY_BYTES = 16 * 2**30
 #: Retries of a crashed trial (from its last checkpoint) before the study is told FAIL.
 MAX_FAILURES = 2
+#: Tune's switch for its own SIGINT handler (documented in Tune's environment variables).
+TUNE_SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"
 
 
 class EpochLogger(tune.Callback):
@@ -121,10 +130,10 @@ def make_scheduler(space: SearchSpace, run_dir: Path | None) -> TrialScheduler |
         return SuccessiveHalving(objectives, epochs, grace, search.reduction_factor,
                                  run_dir / SCHEDULER_LOG if run_dir else None)
     if name == "hyperband":
-        return HyperBandScheduler(metric="val_error", mode="min", max_t=epochs,
+        return HyperBandScheduler(time_attr="epoch", metric="val_error", mode="min", max_t=epochs,
                                   reduction_factor=search.reduction_factor)
     if name == "median":
-        return MedianStoppingRule(time_attr="training_iteration", metric="val_error", mode="min",
+        return MedianStoppingRule(time_attr="epoch", metric="val_error", mode="min",
                                   grace_period=search.grace_period)
     return None
 
@@ -180,8 +189,10 @@ def ray_session(address: str | None) -> Iterator[None]:
         ray.shutdown()
 
 
-def build_trainable(space: SearchSpace, dataset: Dataset):
-    trainable = tune.with_parameters(train_trial, dataset=dataset, training=dict(space.training))
+def build_trainable(space: SearchSpace, dataset: Dataset, experiment_path: str | None = None):
+    """The trainable with the dataset in Ray's object store; ``experiment_path`` lets trials find their checkpoints."""
+    trainable = tune.with_parameters(train_trial, dataset=dataset, training=dict(space.training),
+                                     experiment_path=experiment_path)
     return tune.with_resources(trainable, trial_resources(space, dataset))
 
 
@@ -222,10 +233,9 @@ def init_run_dir(space: SearchSpace, run_dir: Path, name: str, tune_path: str | 
     return manifest
 
 
-def create_run(space: SearchSpace, run_dir: Path, name: str, tune_storage: str, study_storage: str | None,
-               trainable, verbose: int, argv: list[str] | None) -> tune.Tuner:
-    """Write the run directory's files, create the study, and build the Tuner."""
-    manifest = init_run_dir(space, run_dir, name, f"{tune_storage}/{TUNE_DIR}", study_storage, argv)
+def build_tuner(space: SearchSpace, run_dir: Path, manifest: RunManifest, tune_storage: str, trainable,
+                verbose: int) -> tune.Tuner:
+    """A new Tune experiment for the run's study (a new run, or one killed before Tune wrote a snapshot)."""
     searcher = StudySearcher(space, run_dir, manifest.study_name, manifest.storage, manifest.samples,
                              manifest.epochs)
     return tune.Tuner(
@@ -233,14 +243,100 @@ def create_run(space: SearchSpace, run_dir: Path, name: str, tune_storage: str, 
         tune_config=tune.TuneConfig(
             search_alg=search_algorithm(searcher, space.search.max_concurrent),
             scheduler=make_scheduler(space, run_dir), num_samples=manifest.samples, reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=TUNE_DIR, storage_path=tune_storage, verbose=verbose,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # Ray keeps every checkpoint folder; the trials delete old weights (wrn_search.checkpoints).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             callbacks=[EpochLogger(run_dir)],
         ),
     )
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C ended the search; the message says what finished and how to continue (exit 130)."""
+
+
+class RunDirUnwritable(OSError):
+    """The run directory or Tune's storage could not be written (disk full, read-only)."""
+
+
+#: errno values meaning "no room or no right to write": the run can continue once that is fixed.
+UNWRITABLE = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM)
+
+
+def unwritable_error(error: BaseException) -> OSError | None:
+    """The disk-full or read-only ``OSError`` behind ``error`` (Tune wraps what its callbacks raise), if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in UNWRITABLE:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+@contextmanager
+def interrupt_gracefully() -> Iterator[threading.Event]:
+    """Ctrl-C stops Tune the way its own handler does (a last snapshot), and is remembered.
+
+    Tune's SIGINT handler says nothing to its caller (``fit`` returns as if done), so
+    ours sets the event and hands the stop to Tune's SIGUSR1 handler. A second Ctrl-C,
+    or one before Tune is listening, raises ``KeyboardInterrupt`` at once.
+    """
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def handler(signum, frame):
+        if interrupted.is_set() or signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, signal.SIG_IGN, None):
+            raise KeyboardInterrupt
+        interrupted.set()
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    previous_env = os.environ.get(TUNE_SIGINT_ENV)
+    os.environ[TUNE_SIGINT_ENV] = "1"  # Tune leaves SIGINT to us
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if previous_env is None:
+            os.environ.pop(TUNE_SIGINT_ENV, None)
+        else:
+            os.environ[TUNE_SIGINT_ENV] = previous_env
+
+
+def fit(tuner: tune.Tuner, run_dir: Path, manifest: RunManifest) -> None:
+    """Run the experiment and write the results; say so, and how to continue, if it did not end."""
+    with interrupt_gracefully() as interrupted:
+        try:
+            tuner.fit()
+        except Exception as error:
+            cause = unwritable_error(error)
+            if cause is None:
+                raise
+            raise RunDirUnwritable(cause.errno, f"run_dir: cannot write {cause.filename or run_dir} "
+                                   f"({cause.strerror}); finished trials are kept: make room (or make it "
+                                   f"writable) and continue with `wrn-search resume {run_dir}`") from None
+    write_results(run_dir)
+    if interrupted.is_set():
+        states = [trial.state for trial in open_study(run_dir, manifest).get_trials(deepcopy=False)]
+        finished = sum(state.is_finished() for state in states)
+        raise SearchInterrupted(f"interrupted: {finished} of {manifest.samples} trials finished, "
+                                f"{len(states) - finished} unfinished; continue with: wrn-search resume {run_dir}")
+
+
+def has_snapshot(tune_path: str) -> bool:
+    """Whether Tune wrote an experiment snapshot to restore (a kill can come before the first one)."""
+    if not tune.Tuner.can_restore(tune_path):
+        return False
+    fs, root = pyarrow.fs.FileSystem.from_uri(tune_path)
+    return any(info.base_name.startswith("experiment_state-")
+               for info in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True)))
 
 
 def run_search(
@@ -266,45 +362,52 @@ def run_search(
         open_storage(study_storage)
     dataset = load_space_dataset(space)
     with ray_session(address):
-        trainable = build_trainable(space, dataset)
+        trainable = build_trainable(space, dataset, f"{tune_storage}/{TUNE_DIR}")
         run_dir.mkdir(parents=True)
-        try:
-            tuner = create_run(space, run_dir, name, tune_storage, study_storage, trainable, verbose, argv)
-        except BaseException:
-            shutil.rmtree(run_dir, ignore_errors=True)  # a run that never started leaves nothing behind
-            raise
-        tuner.fit()
-    write_results(run_dir)
+        with run_dir_lock(run_dir, "wrn-search run"):
+            try:
+                manifest = init_run_dir(space, run_dir, name, f"{tune_storage}/{TUNE_DIR}", study_storage, argv)
+                tuner = build_tuner(space, run_dir, manifest, tune_storage, trainable, verbose)
+            except BaseException:
+                shutil.rmtree(run_dir, ignore_errors=True)  # a run that never started leaves nothing behind
+                raise
+            fit(tuner, run_dir, manifest)
     return run_dir
 
 
 def resume_search(run_dir: str | Path, samples: int | None = None, address: str | None = None,
                   argv: list[str] | None = None, epoch_budget: int | None = None) -> Path:
-    """Continue a run: finished trials stay, unfinished ones resume from their last checkpoint.
+    """Continue a run: finished trials stay, unfinished ones resume from their newest checkpoint.
 
     ``samples`` and ``epoch_budget`` replace the run's budgets (the searcher re-reads them from run.json).
+    A run killed before Tune wrote its first snapshot starts its experiment now.
     """
     run_dir = Path(run_dir).expanduser().resolve()
     manifest = RunManifest.load(run_dir)
     if manifest.table is not None:
         raise ValueError(f"run_dir: {run_dir} is a simulated run (table {manifest.table}); nothing to resume: "
                          "simulate again")
-    space = load_space(str(run_dir / SPACE_FILE))
-    raised = {key: value for key, value in (("samples", samples), ("epoch_budget", epoch_budget)) if value is not None}
-    if raised:  # validated as the space's own fields, on top of the budgets an earlier resume may have set
-        budgets = space.with_overrides(**{"samples": manifest.samples, "epoch_budget": manifest.epoch_budget, **raised})
-        manifest.samples, manifest.epoch_budget = sample_budget(budgets), budgets.search.epoch_budget
-    if not tune.Tuner.can_restore(manifest.tune_path):
-        raise ValueError(f"run_dir: {run_dir} has no Ray experiment to restore at {manifest.tune_path}")
-    open_storage(manifest.storage)
-    dataset = load_space_dataset(space)
-    with ray_session(address):
-        manifest.save(run_dir)
-        record_command(run_dir, argv)
-        print(f"wrn-search: resuming {run_dir}", flush=True)
-        tuner = tune.Tuner.restore(manifest.tune_path, build_trainable(space, dataset),
-                                   resume_unfinished=True, resume_errored=True)
-        tuner.fit()
-    write_results(run_dir)
+    with run_dir_lock(run_dir, "wrn-search resume"):
+        space = load_space(str(run_dir / SPACE_FILE))
+        raised = {key: value for key, value in (("samples", samples), ("epoch_budget", epoch_budget))
+                  if value is not None}
+        if raised:  # validated as the space's own fields, on top of the budgets an earlier resume may have set
+            budgets = space.with_overrides(**{"samples": manifest.samples, "epoch_budget": manifest.epoch_budget,
+                                              **raised})
+            manifest.samples, manifest.epoch_budget = sample_budget(budgets), budgets.search.epoch_budget
+        open_storage(manifest.storage)
+        dataset = load_space_dataset(space)
+        with ray_session(address):
+            manifest.save(run_dir)
+            record_command(run_dir, argv)
+            trainable = build_trainable(space, dataset, manifest.tune_path)
+            if has_snapshot(manifest.tune_path):
+                print(f"wrn-search: resuming {run_dir}", flush=True)
+                tuner = tune.Tuner.restore(manifest.tune_path, trainable, resume_unfinished=True,
+                                           resume_errored=True)
+            else:
+                print(f"wrn-search: starting {run_dir} (stopped before Ray recorded its experiment)", flush=True)
+                tune_storage = manifest.tune_path.removesuffix(f"/{TUNE_DIR}")
+                tuner = build_tuner(space, run_dir, manifest, tune_storage, trainable, verbose=1)
+            fit(tuner, run_dir, manifest)
     return run_dir
-

@@ -72,6 +72,8 @@ class StudySearcher(OptunaSearch):
         #: When each trial was asked for, by ``clock`` (the simulator replaces it with its own).
         self.clock: Callable[[], float] = time.time
         self.started: dict[str, float] = {}
+        #: Study trials left RUNNING by a kill that Tune never recorded: asked again before new ones.
+        self.lost: list[int] = self._unknown_running()
 
     @property
     def study(self) -> optuna.Study:
@@ -84,11 +86,16 @@ class StudySearcher(OptunaSearch):
     def _out_of_budget(self) -> bool:
         """Whether a new trial would exceed ``samples`` or the epoch budget, or repeat a visited grid point."""
         sampler = self.study.sampler
-        return (len(self._ot_trials) >= self.samples
+        asked = {trial.number for trial in self._ot_trials.values()}  # a lost trial asked again counts once
+        return (len(asked) >= self.samples
                 or (self.epoch_budget is not None and self.epochs_spent >= self.epoch_budget)
                 or (isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(self.study)))
 
     def suggest(self, trial_id: str) -> dict | None:
+        if trial_id not in self._ot_trials and self.lost:
+            # The same study trial, run by a new Tune trial: it finds its checkpoints by number.
+            frozen = self.study.get_trials(deepcopy=False)[self.lost.pop(0)]
+            self._ot_trials[trial_id] = optuna.Trial(self.study, frozen._trial_id)
         if trial_id not in self._ot_trials and self._out_of_budget():
             return Searcher.FINISHED
         if trial_id not in self._ot_trials and self.start_up:
@@ -175,23 +182,22 @@ class StudySearcher(OptunaSearch):
     def _objectives(self) -> list[str]:
         return self.metric if isinstance(self.metric, list) else [self.metric]
 
+    def _unknown_running(self) -> list[int]:
+        """Numbers of the study's RUNNING trials that no Tune trial of this searcher runs."""
+        known = {trial.number for trial in self._ot_trials.values()}
+        return [frozen.number for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if frozen.number not in known]
+
     def restore(self, checkpoint_path: str) -> None:
-        """Restore, re-read the budgets, recount the epochs spent, and fail trials the study holds RUNNING
-        that Tune never knew."""
+        """Restore, re-read the budgets, recount the epochs spent, and queue the trials the study holds
+        RUNNING that Tune never knew (asked after its last snapshot) to be asked again."""
         super().restore(checkpoint_path)
         for name, default in (("clock", time.time), ("started", {}), ("start_up", [])):
             self.__dict__.setdefault(name, default)  # a searcher saved by an older wrn-search lacks them
         manifest = RunManifest.load(self.run_dir)
         self.samples, self.epoch_budget = manifest.samples, manifest.epoch_budget
         self.trained = trained_epochs(self.run_dir)  # the durable log, newer than Tune's snapshot
-        known = {trial.number for trial in self._ot_trials.values()}
-        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if frozen.number in known:
-                continue
-            self.study._storage.set_trial_user_attr(frozen._trial_id, "outcome", "lost")
-            self.study.tell(frozen.number, state=TrialState.FAIL)
-            self._log(frozen.user_attrs.get("trial_id"), frozen.number, frozen.user_attrs, TrialState.FAIL,
-                      "lost", None)
+        self.lost = self._unknown_running()
 
 
 class ResumableSearchGenerator(SearchGenerator):

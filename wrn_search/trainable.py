@@ -8,21 +8,22 @@ store (``tune.with_parameters``) as read-only uint8 numpy arrays.
 
 from __future__ import annotations
 
-import os
+import logging
 import tempfile
 from pathlib import Path
 
 import ray
 from ray import tune
 
+from .checkpoints import TrialCheckpoints, write_epoch
 from .data import Dataset
 from .spec import WRNSpec
-from .train import CHECKPOINT_FILE, Trainer, TrainConfig
+from .train import CHECKPOINT_FILE, CheckpointError, Trainer, TrainConfig
+
+logger = logging.getLogger(__name__)
 
 #: Training settings that a trial config may carry: searched hyperparameters, and a benchmark table's seed.
 TRAINING_KEYS = ("lr", "weight_decay", "batch_size", "seed")
-#: Test hook: a path; the first trial to finish epoch 2 writes its number there and kills its own process.
-CRASH_ONCE_ENV = "WRN_SEARCH_CRASH_ONCE"
 
 
 def trial_train_config(config: dict, training: dict, gpus: float = 0) -> TrainConfig:
@@ -49,31 +50,50 @@ def _limit_gpu_memory(gpus: float) -> None:
         torch.cuda.set_per_process_memory_fraction(gpus)
 
 
-def _crash_once_for_tests(number: int, epoch: int) -> None:
-    marker = os.environ.get(CRASH_ONCE_ENV)
-    if marker and epoch == 2 and not os.path.exists(marker):
-        Path(marker).write_text(f"{number}\n")
-        os._exit(17)
+def restore(trainer: Trainer, checkpoints: TrialCheckpoints | None) -> None:
+    """Load the newest checkpoint that loads: the study trial's own on storage first, else Tune's.
 
-
-def train_trial(config: dict, dataset: Dataset, training: dict) -> None:
-    """Train ``config["name"]`` on ``dataset``; resume from Tune's checkpoint if there is one."""
-    gpus = _trial_gpus()
-    _limit_gpu_memory(gpus)
-    trainer = Trainer(WRNSpec.parse(config["name"]), dataset, trial_train_config(config, training, gpus))
+    Tune's snapshot can name an older checkpoint than the trial has (or none at all);
+    a checkpoint a kill tore is skipped for the next newest.
+    """
+    for stored in checkpoints.newest_first() if checkpoints is not None else ():
+        try:
+            with checkpoints.local(stored) as path:
+                trainer.load_checkpoint(path)
+            return
+        except (CheckpointError, OSError) as error:
+            logger.warning("skipping checkpoint %s: %s", stored.path, error)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             trainer.load_checkpoint(Path(directory) / CHECKPOINT_FILE)
 
+
+def train_trial(config: dict, dataset: Dataset, training: dict, experiment_path: str | None = None) -> None:
+    """Train ``config["name"]`` on ``dataset``, continuing from the trial's newest checkpoint.
+
+    ``experiment_path`` is Tune's experiment directory, where the trial finds and prunes its
+    checkpoints (:mod:`wrn_search.checkpoints`); without it only Tune's checkpoint is used.
+    """
+    gpus = _trial_gpus()
+    _limit_gpu_memory(gpus)
+    trainer = Trainer(WRNSpec.parse(config["name"]), dataset, trial_train_config(config, training, gpus))
+    checkpoints = None
+    if experiment_path is not None and config.get("number") is not None:
+        checkpoints = TrialCheckpoints(experiment_path, config["number"])
+    restore(trainer, checkpoints)
+
     node_id = ray.get_runtime_context().get_node_id()
+    trial_id = tune.get_context().get_trial_id()
 
     def report(metrics: dict) -> None:
-        _crash_once_for_tests(config.get("number", -1), metrics["epoch"])
         metrics = {**metrics, "node_id": node_id}
         with tempfile.TemporaryDirectory() as directory:
             trainer.save_checkpoint(Path(directory) / CHECKPOINT_FILE)
+            write_epoch(directory, metrics["epoch"])
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        if checkpoints is not None:
+            checkpoints.prune(checkpoints.trial_dir(config, trial_id))
 
     if trainer.epoch >= trainer.config.epochs:
         # Finished before a driver kill but not yet recorded by Tune: report the last epoch again.

@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"wrn-search {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"wrn-search {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # a search says what finished and how to continue
+        print(f"wrn-search {args.command}: {interrupt or 'interrupted'}", file=sys.stderr)
         return 130
 
 
