@@ -58,3 +58,28 @@ def test_ready_space_by_name_from_any_directory(tmp_path):
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert "feasible architectures: 6" in done.stdout and "WRN-31-2-B(3,1,3)" in done.stdout
+
+
+def test_bad_training_is_refused_before_a_run_directory_exists(capsys, tmp_path):
+    """Issue 14: ``training: {batch_size: 0}`` used to create the run and fail every trial three times."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("dimensions: {depth: [10], widen_factor: [1]}\ndataset: {name: digits}\n"
+                    "training: {epochs: 1, batch_size: 0}\n")
+    message = f"{path}: training.batch_size: must be an integer >= 1, got 0\n"
+    assert main(["space", str(path)]) == 2
+    assert capsys.readouterr().err == f"wrn-search space: error: {message}"
+    storage = tmp_path / "runs"
+    assert main(["run", str(path), "--storage-path", str(storage), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"wrn-search run: error: {message}"
+    assert not storage.exists()
+
+
+def test_yaml_nested_200k_deep_is_one_line_and_exit_2(tmp_path):
+    """It used to end in a RecursionError traceback."""
+    path = tmp_path / "deep.yaml"
+    path.write_text("dimensions: " + "[" * 200_000)
+    done = subprocess.run([sys.executable, "-m", "wrn_search", "space", str(path)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith(f"wrn-search space: error: {path}: not valid YAML: nested more than 20 levels")
+    assert done.stderr.count("\n") == 1

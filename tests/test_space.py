@@ -5,6 +5,8 @@ import itertools
 import pickle
 import math
 import random
+import subprocess
+import sys
 import textwrap
 
 import optuna
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 
 from wrn_search.budget import Budget, CostModel, width_span
 from wrn_search.data import dataset_info
-from wrn_search.space import TRAIN_KEYS, load_space, parse_space, ready_spaces
+from wrn_search.space import load_space, parse_space, ready_spaces
 from wrn_search.spec import WRNSpec, parse_block
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -330,9 +332,11 @@ def test_epoch_budget_defaults_to_unlimited_round_trips_and_overrides(tmp_path):
         space.with_overrides(epoch_budget=0)
 
 
-def test_train_keys_mirror_train_config():
-    train = pytest.importorskip("wrn_search.train")
-    assert TRAIN_KEYS == tuple(field.name for field in dataclasses.fields(train.TrainConfig))
+def test_loading_a_space_checks_the_recipe_without_importing_torch():
+    """TrainConfig lives in wrn_search.recipe so that ``wrn-search space`` starts fast and still checks it."""
+    code = ("import sys; from wrn_search.space import load_space; load_space('quickstart'); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 BASE = "dimensions: {depth: [16], widen_factor: [1, 2]}\n"
@@ -346,11 +350,13 @@ MALFORMED = [
     ("dimensions: {depth: [16]}", "dimensions.widen_factor: required"),
     ("dimensions: {depth: [17], widen_factor: [1]}", "dimensions.depth: no allowed depth is 3*N*l+4 for B(3,3)"),
     ("dimensions: {depth: [16, 17], widen_factor: [1]}", "dimensions.depth: 17 is not 3*N*l+4 for any block type"),
-    ("dimensions: {depth: {min: 16}, widen_factor: [1]}", "dimensions.depth.max: must be an integer >= 7, got None"),
+    ("dimensions: {depth: {min: 16}, widen_factor: [1]}",
+     "dimensions.depth.max: must be an integer from 7 to 1,000, got None"),
     ("dimensions: {depth: {min: 22, max: 16}, widen_factor: [1]}", "dimensions.depth: max 16 is below min 22"),
     ("dimensions: {depth: [16], widen_factor: {min: 1, max: 2.5}}", "widen_factor: a fractional range needs a step"),
     ("dimensions: {depth: [16], widen_factor: {min: 1, max: 2, stride: 1}}", "widen_factor.stride: unknown key"),
-    ("dimensions: {depth: [16], widen_factor: [0, 1]}", "dimensions.widen_factor: must be a number > 0, got 0"),
+    ("dimensions: {depth: [16], widen_factor: [0, 1]}",
+     "dimensions.widen_factor: must be a number in (0, 1000], got 0"),
     ("dimensions: {depth: [16], widen_factor: []}", "dimensions.widen_factor: an empty list allows nothing"),
     ("dimensions: {depth: [16], widen_factor: {min: 1, max: 1000, step: 0.001}}", "at most 100,000"),
     ("dimensions: {depth: [16], widen_factor: [1], block_types: 'B(3,3)'}", "block_types: must be a non-empty list"),
@@ -379,7 +385,7 @@ MALFORMED = [
     (BASE + "training: {epochs: 0}", "training.epochs: must be an integer >= 1"),
     (BASE + "training: [1]", "training: must be a mapping of TrainConfig fields"),
     (BASE + "budget: {max_param: 10}", "budget.max_param: unknown key; allowed: max_params, min_params, max_macs"),
-    (BASE + "budget: {max_params: -5}", "budget.max_params: must be an integer >= 1"),
+    (BASE + "budget: {max_params: -5}", "budget.max_params: must be an integer from 1 to 1,000,000,000, got -5"),
     (BASE + "budget: {max_params: 10, min_params: 20}", "budget: min_params 20 is above max_params 10"),
     (BASE + "search: {objectives: [params, val_error]}", "val_error must come first"),
     (BASE + "search: {objectives: [val_error, flops]}", "search.objectives: 'flops' is not one of val_error, params, macs"),
@@ -408,6 +414,113 @@ def test_malformed_space_messages(tmp_path, text, message):
         load_space(path)
     assert str(error.value).startswith(f"{path}: ")
     assert message.removeprefix("test.yaml: ") in str(error.value)
+
+
+# -- issue 14: bad input that used to get through --------------------------------------------------------
+
+#: One bad value of every TrainConfig field, as YAML, and the message: each used to load and fail in every trial.
+BAD_TRAINING = {
+    "epochs": ("0", "training.epochs: must be an integer >= 1, got 0"),
+    "batch_size": ("0", "training.batch_size: must be an integer >= 1, got 0"),
+    "lr": ("-1", "training.lr: must be a number > 0, got -1"),
+    "momentum": ("1.5", "training.momentum: must be a number in [0, 1), got 1.5"),
+    "nesterov": ("maybe", "training.nesterov: must be true or false, got 'maybe'"),
+    "weight_decay": ("-0.1", "training.weight_decay: must be a number >= 0, got -0.1"),
+    "schedule": ("linear", "training.schedule: 'linear' is not one of step, cosine"),
+    "milestones": ("0.5", "training.milestones: must be increasing fractions of the epochs in (0, 1), got 0.5"),
+    "gamma": ("2", "training.gamma: must be a number in (0, 1], got 2"),
+    "label_smoothing": ("1", "training.label_smoothing: must be a number in [0, 1), got 1"),
+    "augment": ("mixup", "training.augment: 'mixup' is not one of crop_flip, none"),
+    "precision": ("fp16", "training.precision: 'fp16' is not one of auto, bf16, fp32"),
+    "channels_last": ("1", "training.channels_last: must be true or false, got 1"),
+    "compile": ("yes please", "training.compile: must be true or false, got 'yes please'"),
+    "device": ("gpu", "training.device: 'gpu' is not 'auto' or a device: cpu, cuda, mps, xpu, optionally with an "
+                      "index such as 'cuda:1'"),
+    "seed": ("-1", "training.seed: must be an integer >= 0, got -1"),
+    "num_threads": ("0", "training.num_threads: must be an integer >= 1, got 0"),
+}
+
+
+def test_bad_training_values_cover_every_train_config_field():
+    from wrn_search.recipe import TrainConfig
+
+    assert list(BAD_TRAINING) == [field.name for field in dataclasses.fields(TrainConfig)]
+
+
+@pytest.mark.parametrize("key", BAD_TRAINING)
+def test_every_training_value_is_checked_when_the_space_loads(key):
+    value, message = BAD_TRAINING[key]
+    with pytest.raises(ValueError) as error:
+        space_from(BASE + f"training: {{{key}: {value}}}")
+    assert str(error.value) == f"test.yaml: {message}"
+
+
+def test_training_is_checked_as_a_whole():
+    with pytest.raises(ValueError, match=r"^test.yaml: training.nesterov: needs momentum > 0$"):
+        space_from(BASE + "training: {momentum: 0}")
+    space = space_from(BASE + "training: {momentum: 0, nesterov: false, milestones: [0.5], device: 'cuda:1'}")
+    assert space.training == {"momentum": 0, "nesterov": False, "milestones": [0.5], "device": "cuda:1"}
+
+
+LIMITS = [
+    # Ranges are capped before they are built (a depth range to 10^10 used to fill the memory).
+    ("dimensions: {depth: {min: 10, max: 10000000000}, widen_factor: [1]}",
+     "dimensions.depth.max: must be an integer from 7 to 1,000, got 10000000000"),
+    ("dimensions: {blocks_per_group: [1, 10000000000], widen_factor: [1]}",
+     "dimensions.blocks_per_group: must be an integer from 1 to 332, got 10000000000"),
+    ("dimensions: {blocks_per_group: [300], widen_factor: [1]}",
+     "dimensions.blocks_per_group: N = 300 makes B(3,3) nets 1804 layers deep; at most 1000"),
+    ("dimensions: {depth: [16], widen_factor: {min: 1, max: 2, step: 5.0e-324}}",
+     "dimensions.widen_factor: 1 to 2 in steps of 4.94066e-324 is too many values; at most 100,000"),
+    ("dimensions: {depth: [16], widen_factor: [0.00001]}", "dimensions.widen_factor: must be >= 0.0001, got 1e-05"),
+    ("dimensions: {depth: {min: 10, max: 40}, widen_factor: {min: 1, max: 100, step: 0.001}}\n"
+     "budget: {max_params: 1000000000}", "feasible architectures; at most 100,000"),
+    ("dimensions: {depth: [16], widen_factor: [1], batch_size: {min: 1, max: 200000}}\nsearch: {sampler: grid}",
+     "dimensions.batch_size: 200,000 values; at most 100,000"),
+    ("dimensions: {depth: [10], widen_factor: {min: 0.01, max: 10, step: 0.01}, batch_size: {min: 1, max: 200}}\n"
+     "search: {sampler: grid}", "search.sampler: a grid of 200,000 points (architectures x searched values); "
+                                "at most 100,000"),
+    (BASE + "budget: {max_macs: 1" + "0" * 400 + "}", "budget.max_macs: must be an integer from 1 to "
+                                                     "9,223,372,036,854,775,807"),
+    # What a space can describe: a widen factor of 10^9 used to load and crash results writing.
+    ("dimensions: {depth: [10], widen_factor: [1000000000]}",
+     "dimensions.widen_factor: must be a number in (0, 1000], got 1000000000"),
+    ("dimensions: {depth: [28], widen_factor: [500]}",
+     "dimensions: WRN-28-500-B(3,3) has 91,074,496,474 params; at most 1,000,000,000 per net"),
+    ("architectures: [WRN-10-1000000000]",
+     "architectures: WRN-10-1000000000-B(3,3) has widen factor 1000000000; at most 1000"),
+    ("architectures: [WRN-10000-1-B(1)]", "architectures: WRN-10000-1-B(1) is 10000 layers deep; at most 1000"),
+    ("architectures: [WRN-28-500]", "architectures: WRN-28-500-B(3,3) has 91,074,496,474 params; at most"),
+    (BASE + "budget: {max_params: 2000000000}",
+     "budget.max_params: must be an integer from 1 to 1,000,000,000, got 2000000000"),
+]
+
+
+@pytest.mark.parametrize("text,message", LIMITS, ids=[m for _, m in LIMITS])
+def test_limits_of_a_space_are_one_line_errors(text, message):
+    with pytest.raises(ValueError) as error:
+        space_from(text)
+    assert str(error.value).startswith("test.yaml: ") and message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_yaml_that_would_exhaust_memory_or_recursion_is_refused(tmp_path):
+    path = tmp_path / "bad.yaml"
+    levels = ["&l0 [" + ", ".join(["lol"] * 10) + "]"]
+    levels += [f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    path.write_text(BASE + "training: {milestones: [" + ", ".join(levels) + "]}\n")  # 10^9 strings expanded
+    with pytest.raises(ValueError, match=r"bad.yaml: not valid YAML: aliases \(\*name\) are not allowed in a "
+                                         r"search space; write the value out in .* line 2"):
+        load_space(path)
+    path.write_text("dimensions: " + "[" * 200_000)
+    with pytest.raises(ValueError, match=r"bad.yaml: not valid YAML: nested more than 20 levels deep"):
+        load_space(path)
+    path.write_text(BASE + "# padding\n" * 200_000)
+    with pytest.raises(ValueError, match=r"bad.yaml: larger than 1,048,576 bytes; a search space is a small YAML"):
+        load_space(path)
+    path.write_text("dimensions: {depth: [" + "1" * 5000 + "], widen_factor: [1]}")
+    with pytest.raises(ValueError, match=r"bad.yaml: not valid YAML: Exceeds the limit \(4300 digits\)"):
+        load_space(path)
 
 
 def test_unreadable_inputs(tmp_path):

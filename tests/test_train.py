@@ -1,13 +1,15 @@
 """The trainer: recipe, metrics callback, exact resume, checkpoint errors, divergence and out-of-memory."""
 
 import math
+import re
 
 import pytest
 import torch
 
 from wrn_search.data import Dataset, load_dataset
 from wrn_search.spec import WRNSpec
-from wrn_search.train import CheckpointError, Trainer, TrainConfig, lr_factor
+from wrn_search import loader, recipe
+from wrn_search.train import CheckpointError, OutOfMemory, Trainer, TrainConfig, is_out_of_memory, lr_factor
 
 SPEC = WRNSpec.parse("WRN-10-1-d0.2")  # dropout on: the resume test covers the dropout RNG too
 METRIC_KEYS = {"epoch", "train_loss", "val_error", "val_loss", "lr", "images_per_s", "epoch_seconds", "params",
@@ -56,11 +58,24 @@ def same_weights(a: dict, b: dict) -> bool:
         ({"seed": -1}, "seed"),
         ({"num_threads": 0}, "num_threads"),
         ({"momentum": 0, "nesterov": True}, "nesterov"),
+        # Types the dataclass did not check (issue 14): each used to pass and break training later.
+        ({"nesterov": "yes"}, "nesterov"),
+        ({"compile": 1}, "compile"),
+        ({"channels_last": "no"}, "channels_last"),
+        ({"milestones": 0.5}, "milestones"),
+        ({"device": "gpu"}, "device"),
+        ({"device": 0}, "device"),
+        ({"augment": ["none"]}, "augment"),
     ],
 )
 def test_config_validation_names_the_field(kwargs, field):
     with pytest.raises(ValueError, match=f"^{field}: "):
         TrainConfig(**kwargs)
+
+
+def test_the_recipe_module_lists_the_loaders_augmentations():
+    """recipe checks augment without importing torch, so it keeps its own list: it must be the loader's."""
+    assert recipe.AUGMENTATIONS == loader.AUGMENTATIONS
 
 
 def test_paper_step_schedule_and_cosine():
@@ -216,3 +231,59 @@ def test_out_of_memory_is_an_outcome_naming_spec_and_batch_size(digits, monkeypa
     assert result.outcome == "out_of_memory" and result.val_error == 1.0
     assert SPEC.name in result.reason and "batch size 64" in result.reason
     assert seen[0]["outcome"] == "out_of_memory" and math.isclose(seen[0]["val_error"], 1.0)
+
+
+def impossible_allocation(*args):
+    """A real allocation failure of torch's CPU allocator, at once: 4 EiB is more than any address space."""
+    return torch.empty(2**62, dtype=torch.uint8)
+
+
+def test_host_allocation_failures_are_out_of_memory():
+    with pytest.raises(RuntimeError) as error:
+        impossible_allocation()
+    assert is_out_of_memory(error.value)
+    assert is_out_of_memory(MemoryError()) and is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
+    assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+
+
+@pytest.mark.parametrize("failure", [impossible_allocation, MemoryError], ids=["cpu_allocator", "MemoryError"])
+def test_host_out_of_memory_in_an_epoch_is_an_outcome(digits, monkeypatch, failure):
+    """Issue 14: host memory running out in an epoch used to crash the trial like a bug."""
+    trainer = Trainer(SPEC, digits, TrainConfig(epochs=2, batch_size=64, device="cpu"))
+
+    def exhausted(x):
+        failure()
+        raise MemoryError()
+
+    monkeypatch.setattr(trainer, "_forward", exhausted)
+    seen = []
+    result = trainer.fit(seen.append)
+    assert result.outcome == "out_of_memory" and result.val_error == 1.0 and len(seen) == 1
+    assert result.reason.startswith(f"out of memory training {SPEC.name} with batch size 64 on cpu: ")
+    if failure is impossible_allocation:
+        assert "DefaultCPUAllocator: can't allocate memory" in result.reason
+
+
+def test_other_errors_in_an_epoch_still_raise(digits, monkeypatch):
+    trainer = Trainer(SPEC, digits, TrainConfig(epochs=1))
+
+    def broken(x):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(trainer, "_forward", broken)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        trainer.fit()
+
+
+def test_a_net_whose_weights_exceed_the_memory_is_out_of_memory_before_allocating(digits):
+    """WRN-10-100000 would allocate a 0.9 GB layer, then fail on a 92 TB one (or be killed by the kernel)."""
+    with pytest.raises(OutOfMemory, match=r"^out of memory for WRN-10-100000-B\(3,3\): its 739,840,364,800,186 "
+                                          r"params alone need 8,268,360 GiB, more than the [\d,]+ GiB of host memory$"):
+        Trainer(WRNSpec.parse("WRN-10-100000"), digits, TrainConfig(device="cpu"))
+
+
+def test_allocation_failure_while_building_is_out_of_memory(digits, monkeypatch):
+    monkeypatch.setattr("wrn_search.train.build_model", impossible_allocation)
+    message = rf"^out of memory building {re.escape(SPEC.name)} on cpu: .*DefaultCPUAllocator: can't allocate memory"
+    with pytest.raises(OutOfMemory, match=message):
+        Trainer(SPEC, digits, TrainConfig(device="cpu"))

@@ -7,6 +7,10 @@ loaded: block types, blocks per group and widen factors that cannot meet it are
 never offered to the sampler (see :mod:`wrn_search.budget`). The format is
 documented in docs/search-spaces.md. No torch or ray here, so ``wrn-search space``
 starts fast.
+
+What a space can describe is capped (file size, YAML nesting, depth, widen factor,
+params per net, number of nets), and every cap is checked before anything of that
+size is built, so a typo is a one-line error, not minutes of work and an exhausted memory.
 """
 
 from __future__ import annotations
@@ -24,15 +28,11 @@ from typing import Any
 import yaml
 
 from .budget import Budget, CostModel, width_span
-from .checks import is_number, require_bool, require_choice, require_int, require_number
+from .checks import is_int, is_number, require_bool, require_choice, require_int, require_number
 from .data import dataset_info
-from .spec import WRNSpec, format_block, parse_block, valid_depths_near
+from .recipe import TrainConfig
+from .spec import WRNSpec, format_block, parse_block, round_widen_factor, valid_depths_near
 
-#: Fields of ``wrn_search.train.TrainConfig``, mirrored so loading a space does not import torch.
-TRAIN_KEYS = (
-    "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule", "milestones", "gamma",
-    "label_smoothing", "augment", "precision", "channels_last", "compile", "device", "seed", "num_threads",
-)
 OBJECTIVES = ("val_error", "params", "macs")
 SAMPLERS = ("tpe", "nsga2", "random", "grid", "gp", "qmc")
 SCHEDULERS = ("moasha", "asha", "hyperband", "median", "none")
@@ -40,8 +40,23 @@ ARCHITECTURE_DIMENSIONS = ("depth", "blocks_per_group", "widen_factor", "block_t
 #: Searched hyperparameters besides the architecture; all but dropout are TrainConfig fields.
 HYPERPARAMETERS = ("dropout", "lr", "weight_decay", "batch_size")
 SECTIONS = ("dimensions", "architectures", "dataset", "training", "budget", "search", "resources")
-#: More allowed widen factors than this is a typo in a step, not a search space.
+#: More allowed widen factors (or values of a searched hyperparameter, or points of a grid) than this is a
+#: typo in a step, not a search space.
 MAX_GRID = 100_000
+#: More feasible architectures than this is a typo too; ``wrn-search space`` and a study's first trials
+#: go through all of them.
+MAX_ARCHITECTURES = 100_000
+#: The deepest net a space may hold (d = 3*N*l + 4; the paper's deepest WRN is 40, pre-activation ResNets 1001).
+MAX_DEPTH = 1000
+#: The widest: no net with k above ~600 has fewer than MAX_PARAMS params anyway.
+MAX_WIDEN_FACTOR = 1000
+#: The most trainable parameters of one net: 12 GB of fp32 weights, gradients and momentum before activations.
+MAX_PARAMS = 1_000_000_000
+#: Counts (MACs) are stored as int64.
+MAX_COUNT = 2**63 - 1
+#: A search space is a small YAML file; its data is nested a few levels deep.
+MAX_SPACE_BYTES = 2**20
+MAX_NESTING = 20
 
 
 @dataclass(frozen=True)
@@ -59,13 +74,16 @@ class Axis:
     def continuous(self) -> bool:
         return not self.choices and not self.integer and self.step is None
 
-    def grid(self) -> list:
-        """Every value of a discrete axis."""
+    def grid(self, where: str) -> list:
+        """Every value of a discrete axis; more than MAX_GRID is an error naming ``where``."""
         if self.choices:
             return list(self.choices)
         if self.integer:
-            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
-        return _arange(self.low, self.high, self.step, "")
+            values = range(int(self.low), int(self.high) + 1, int(self.step or 1))
+            if len(values) > MAX_GRID:
+                raise ValueError(f"{where}: {len(values):,} values; at most {MAX_GRID:,} (a larger step?)")
+            return list(values)
+        return _arange(self.low, self.high, self.step, where)
 
     def suggest(self, trial, name: str) -> Any:
         if self.choices:
@@ -167,8 +185,8 @@ class SearchSpace:
         else:
             spec = self._suggest_structure(trial)
         grid = self.search.sampler == "grid"
-        values = {name: trial.suggest_categorical(name, axis.grid()) if grid else axis.suggest(trial, name)
-                  for name, axis in self.hyperparameters.items()}
+        values = {name: trial.suggest_categorical(name, axis.grid(f"dimensions.{name}")) if grid
+                  else axis.suggest(trial, name) for name, axis in self.hyperparameters.items()}
         config = self.config(spec, values)
         for key in ("name", "params", "macs"):
             trial.set_user_attr(key, config[key])
@@ -284,7 +302,7 @@ class SearchSpace:
         if self.continuous:
             raise ValueError(f"{self.source}: no grid: {', '.join(self.continuous)} continuous; give choices or a step")
         return {"architecture": [spec.name for spec in self.architectures()],
-                **{name: axis.grid() for name, axis in self.hyperparameters.items()}}
+                **{name: axis.grid(f"dimensions.{name}") for name, axis in self.hyperparameters.items()}}
 
     def grid_configs(self) -> Iterator[dict]:
         """The trial config of every point of the grid (:meth:`grid_axes`), architectures in enumeration order."""
@@ -343,20 +361,44 @@ def ready_spaces() -> list[str]:
                   if entry.name.endswith(".yaml"))
 
 
+class _SpaceLoader(yaml.SafeLoader):
+    """Safe YAML without aliases (a few lines of nested ``*alias`` expand to gigabytes) and at most
+    MAX_NESTING levels deep (deeper nesting exhausts Python's recursion limit)."""
+
+    def __init__(self, stream: bytes) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a search space; "
+                                              "write the value out", self.peek_event().start_mark)
+        if self.depth == MAX_NESTING:
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_NESTING} levels deep",
+                                              self.peek_event().start_mark)
+        self.depth += 1
+        node = super().compose_node(parent, index)
+        self.depth -= 1
+        return node
+
+
 def load_space(path_or_name: str | os.PathLike) -> SearchSpace:
     """Load a search space from a YAML file, or a ready space by name (``quickstart``, ``cifar10-2m``, ...)."""
     path = Path(path_or_name)
     if path.suffix in (".yaml", ".yml") or path.exists() or len(path.parts) > 1:
-        text, source = path.read_text(), str(path)
+        with open(path, "rb") as file:
+            data, source = file.read(MAX_SPACE_BYTES + 1), str(path)
+        if len(data) > MAX_SPACE_BYTES:
+            raise ValueError(f"{source}: larger than {MAX_SPACE_BYTES:,} bytes; a search space is a small YAML file")
     else:
         resource = files("wrn_search.search_spaces") / f"{path_or_name}.yaml"
         if not resource.is_file():
             raise ValueError(f"{path_or_name!r} is neither a file nor a ready search space; "
                              f"ready spaces: {', '.join(ready_spaces())}")
-        text, source = resource.read_text(), str(path_or_name)
+        data, source = resource.read_bytes(), str(path_or_name)
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
+        document = yaml.load(data, Loader=_SpaceLoader)
+    except (yaml.YAMLError, ValueError) as error:  # ValueError: an integer of over 4,300 digits
         raise ValueError(f"{source}: not valid YAML: {' '.join(str(error).split())}") from None
     return parse_space(document, source)
 
@@ -391,12 +433,27 @@ def _build(document: Any, source: str) -> SearchSpace:
     else:
         listed = None
         blocks, widths = _product(architecture, model, budget)
-    if search.sampler == "grid" and any(axis.continuous for axis in hyperparameters.values()):
-        names = ", ".join(name for name, axis in hyperparameters.items() if axis.continuous)
-        raise ValueError(f"search.sampler: grid needs a discrete space, but {names} is a continuous range; "
-                         "give choices or a step")
-    return SearchSpace(architecture, listed, blocks, widths, hyperparameters, dataset, training, budget, search,
-                       resources, source)
+    space = SearchSpace(architecture, listed, blocks, widths, hyperparameters, dataset, training, budget, search,
+                        resources, source)
+    if space.feasible_count > MAX_ARCHITECTURES:
+        raise ValueError(f"{'architectures' if listed is not None else 'dimensions'}: {space.feasible_count:,} "
+                         f"feasible architectures; at most {MAX_ARCHITECTURES:,} (a coarser widen_factor step, "
+                         "fewer depths or a tighter budget?)")
+    if search.sampler == "grid":
+        _check_grid(space)
+    return space
+
+
+def _check_grid(space: SearchSpace) -> None:
+    """The grid sampler lists every point: the space must be discrete, with at most MAX_GRID points."""
+    if space.continuous:
+        raise ValueError(f"search.sampler: grid needs a discrete space, but {', '.join(space.continuous)} is a "
+                         "continuous range; give choices or a step")
+    points = space.feasible_count * math.prod(len(axis.grid(f"dimensions.{name}"))
+                                              for name, axis in space.hyperparameters.items())
+    if points > MAX_GRID:
+        raise ValueError(f"search.sampler: a grid of {points:,} points (architectures x searched values); at most "
+                         f"{MAX_GRID:,}: fewer values, or a sampler such as tpe")
 
 
 def _product(dims: dict, model: CostModel, budget: Budget) -> tuple[tuple[BlockOption, ...], tuple[float, ...]]:
@@ -416,6 +473,7 @@ def _product(dims: dict, model: CostModel, budget: Budget) -> tuple[tuple[BlockO
             sizes.append((model.cost(n, widths[0], kernels), model.cost(n, widths[-1], kernels)))
             span = width_span(model, budget, n, kernels, widths)
             if span is not None:
+                _cost_within_limits(WRNSpec(n, widths[span[1]], kernels), model, "dimensions")
                 spans.append((n, *span))
         if spans:
             options.append(BlockOption(kernels, tuple(spans)))
@@ -436,7 +494,7 @@ def _listed(names: Any, model: CostModel, budget: Budget) -> tuple[WRNSpec, ...]
             spec = WRNSpec.parse(str(name))
         except ValueError as error:
             raise ValueError(f"architectures: {error}") from None
-        params, macs = model.cost(spec.blocks_per_group, spec.widen_factor, spec.kernels)
+        params, macs = _cost_within_limits(spec, model, "architectures")
         if not budget.admits(params, macs):
             raise ValueError(f"architectures: {spec.name} has {params:,} params and {macs:,} MACs, "
                              f"outside the budget {budget.describe()}")
@@ -444,14 +502,31 @@ def _listed(names: Any, model: CostModel, budget: Budget) -> tuple[WRNSpec, ...]
     return tuple(dict.fromkeys(specs))
 
 
+def _cost_within_limits(spec: WRNSpec, model: CostModel, where: str) -> tuple[int, int]:
+    """(params, MACs) of ``spec``, a net a space may hold: depth, widen factor and params within the maxima."""
+    if spec.depth > MAX_DEPTH:
+        raise ValueError(f"{where}: {spec.name} is {spec.depth} layers deep; at most {MAX_DEPTH}")
+    if spec.widen_factor > MAX_WIDEN_FACTOR:
+        raise ValueError(f"{where}: {spec.name} has widen factor {spec.widen_factor}; at most {MAX_WIDEN_FACTOR}")
+    params, macs = model.cost(spec.blocks_per_group, spec.widen_factor, spec.kernels)
+    if params > MAX_PARAMS:
+        raise ValueError(f"{where}: {spec.name} has {params:,} params; at most {MAX_PARAMS:,} per net "
+                         "(a smaller widen factor or depth, or a budget.max_params)")
+    return params, macs
+
+
 def _blocks_per_group(dims: dict, kernels_list: list[tuple[int, ...]]) -> dict[tuple[int, ...], tuple[int, ...]]:
-    """Allowed N per block type, from ``blocks_per_group`` or from ``depth`` (d = 3*N*l + 4)."""
+    """Allowed N per block type, from ``blocks_per_group`` or from ``depth`` (d = 3*N*l + 4), at most MAX_DEPTH deep."""
     if ("depth" in dims) == ("blocks_per_group" in dims):
         raise ValueError("dimensions: give exactly one of depth and blocks_per_group")
     if "blocks_per_group" in dims:
-        ns = _int_values(dims["blocks_per_group"], "dimensions.blocks_per_group", 1)
+        ns = _int_values(dims["blocks_per_group"], "dimensions.blocks_per_group", 1, (MAX_DEPTH - 4) // 3)
+        for kernels in kernels_list:
+            if 3 * ns[-1] * len(kernels) + 4 > MAX_DEPTH:
+                raise ValueError(f"dimensions.blocks_per_group: N = {ns[-1]} makes {format_block(kernels)} nets "
+                                 f"{3 * ns[-1] * len(kernels) + 4} layers deep; at most {MAX_DEPTH}")
         return {kernels: ns for kernels in kernels_list}
-    depths = _int_values(dims["depth"], "dimensions.depth", 7)
+    depths = _int_values(dims["depth"], "dimensions.depth", 7, MAX_DEPTH)
     result = {}
     for kernels in kernels_list:
         step = 3 * len(kernels)
@@ -474,7 +549,7 @@ def _widths(raw: Any) -> tuple[float, ...]:
     where = "dimensions.widen_factor"
     if isinstance(raw, dict):
         _check_keys(raw, where, ("min", "max", "step"))
-        low, high = _required_number(raw, where, "min"), _required_number(raw, where, "max")
+        low, high = _widen_factor(raw, where, "min"), _widen_factor(raw, where, "max")
         if high < low:
             raise ValueError(f"{where}: max {high} is below min {low}")
         step = raw.get("step", 1)
@@ -482,36 +557,42 @@ def _widths(raw: Any) -> tuple[float, ...]:
             raise ValueError(f"{where}: a fractional range needs a step, e.g. {{min: {low}, max: {high}, step: 0.25}}")
         values = _arange(low, high, require_number(step, f"{where}.step", 0, open_low=True), where)
     else:
-        values = sorted({require_number(value, where, 0, open_low=True) for value in _as_list(raw, where)})
-    return tuple(int(value) if float(value).is_integer() else value for value in values)
+        values = [require_number(value, where, 0, MAX_WIDEN_FACTOR, open_low=True) for value in _as_list(raw, where)]
+    # k as the nets carry it, so every widen factor is exactly the k of the nets it names
+    return tuple(sorted({round_widen_factor(value, where) for value in values}))
 
 
 def _arange(low: float, high: float, step: float, where: str) -> list[float]:
-    count = math.floor((high - low) / step + 1e-9) + 1
-    if count > MAX_GRID:
-        raise ValueError(f"{where}: {count:,} values; at most {MAX_GRID:,} (a larger step?)")
-    return [round(low + index * step, 10) for index in range(count)]
+    """``low, low + step, ... <= high``; more than MAX_GRID values is an error, found before listing any."""
+    if not (high - low) / step < MAX_GRID:  # also catches an infinite quotient of a tiny step
+        raise ValueError(f"{where}: {low:g} to {high:g} in steps of {step:g} is too many values; "
+                         f"at most {MAX_GRID:,} (a larger step?)")
+    return [round(low + index * step, 10) for index in range(math.floor((high - low) / step + 1e-9) + 1)]
 
 
-def _int_values(raw: Any, where: str, minimum: int) -> tuple[int, ...]:
+def _int_values(raw: Any, where: str, minimum: int, maximum: int) -> tuple[int, ...]:
+    """Integers from ``minimum`` to ``maximum``: a list, or a range whose ends are checked before it is built."""
     if isinstance(raw, dict):
         _check_keys(raw, where, ("min", "max", "step"))
-        low = require_int(raw.get("min"), f"{where}.min", minimum)
-        high = require_int(raw.get("max"), f"{where}.max", minimum)
+        low = _int_in(raw.get("min"), f"{where}.min", minimum, maximum)
+        high = _int_in(raw.get("max"), f"{where}.max", minimum, maximum)
         if high < low:
             raise ValueError(f"{where}: max {high} is below min {low}")
         return tuple(range(low, high + 1, require_int(raw.get("step", 1), f"{where}.step", 1)))
-    return tuple(sorted({require_int(value, where, minimum) for value in _as_list(raw, where)}))
+    return tuple(sorted({_int_in(value, where, minimum, maximum) for value in _as_list(raw, where)}))
 
 
 def _hyperparameter(name: str, raw: Any) -> Axis:
     """Parse dropout, lr, weight_decay or batch_size: a list of choices or a {min, max, step, log} range."""
     where = f"dimensions.{name}"
     integer = name == "batch_size"
-    bounds = {"dropout": {"high": 1, "open_high": True}, "lr": {"open_low": True}, "weight_decay": {}}
 
     def value(raw_value: Any, key: str = where) -> float:
-        return require_int(raw_value, key, 1) if integer else require_number(raw_value, key, 0, **bounds[name])
+        """A choice or a range's end: checked by TrainConfig itself (dropout is the spec's, in [0, 1))."""
+        if name == "dropout":
+            return require_number(raw_value, key, 0, 1, open_high=True)
+        TrainConfig.check(name, raw_value, key)
+        return raw_value
 
     if not isinstance(raw, dict):
         return Axis(choices=tuple(dict.fromkeys(value(item) for item in _as_list(raw, where))))
@@ -546,14 +627,18 @@ def _dataset(raw: Any) -> DatasetSection:
 
 
 def _training(raw: Any, searched: dict[str, Axis]) -> dict:
+    """Overrides of TrainConfig fields, every value checked by TrainConfig now rather than in every trial."""
+    keys = _field_names(TrainConfig)
     if not isinstance(raw, dict):
-        raise ValueError(f"training: must be a mapping of TrainConfig fields ({', '.join(TRAIN_KEYS)})")
-    _check_keys(raw, "training", TRAIN_KEYS)
+        raise ValueError(f"training: must be a mapping of TrainConfig fields ({', '.join(keys)})")
+    _check_keys(raw, "training", keys)
     for key in raw:
         if key in searched:
             raise ValueError(f"training.{key}: also searched in dimensions.{key}; give it in one place")
-    if "epochs" in raw:
-        require_int(raw["epochs"], "training.epochs", 1)
+    try:
+        TrainConfig(**raw)
+    except ValueError as error:  # its messages start with the field
+        raise ValueError(f"training.{error}") from None
     return dict(raw)
 
 
@@ -561,7 +646,7 @@ def _budget(raw: Any) -> Budget:
     values = _section(raw, "budget", Budget)
     for key, value in values.items():
         if value is not None:
-            require_int(value, f"budget.{key}", 1)
+            _int_in(value, f"budget.{key}", 1, MAX_PARAMS if key.endswith("_params") else MAX_COUNT)
     budget = Budget(**values)
     if None not in (budget.min_params, budget.max_params) and budget.min_params > budget.max_params:
         raise ValueError(f"budget: min_params {budget.min_params:,} is above max_params {budget.max_params:,}")
@@ -594,7 +679,7 @@ def _search(raw: Any, training: dict) -> SearchSettings:
     require_int(values["max_concurrent"], "search.max_concurrent", 1)
     require_int(values["seed"], "search.seed", 0)
     require_int(values["grace_period"], "search.grace_period", 1)
-    epochs = training.get("epochs", 200)
+    epochs = training.get("epochs", TrainConfig.epochs)
     if values["grace_period"] > epochs:
         raise ValueError(f"search.grace_period: {values['grace_period']} is more than training.epochs ({epochs})")
     require_number(values["reduction_factor"], "search.reduction_factor", 1, open_low=True)
@@ -640,11 +725,17 @@ def _as_list(raw: Any, where: str) -> list:
     return values
 
 
-def _required_number(raw: dict, where: str, key: str) -> float:
-    """A range's ``min`` or ``max``: required, and a number > 0."""
+def _widen_factor(raw: dict, where: str, key: str) -> float:
+    """A widen factor range's ``min`` or ``max``: required, and a number in (0, MAX_WIDEN_FACTOR]."""
     if key not in raw:
         raise ValueError(f"{where}.{key}: required in a range {{min, max[, step]}}")
-    return require_number(raw[key], f"{where}.{key}", 0, open_low=True)
+    return require_number(raw[key], f"{where}.{key}", 0, MAX_WIDEN_FACTOR, open_low=True)
+
+
+def _int_in(value: Any, where: str, low: int, high: int) -> int:
+    if not is_int(value) or not low <= value <= high:
+        raise ValueError(f"{where}: must be an integer from {low:,} to {high:,}, got {value!r}")
+    return value
 
 
 def _plain(value: Any) -> Any:

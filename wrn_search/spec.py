@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from .checks import is_int, require_int, require_number
 
@@ -65,6 +66,18 @@ def validate_kernels(kernels: tuple[int, ...], field: str = "kernels") -> None:
             raise ValueError(f"{field}: kernel sizes must be odd integers >= 1, got {size!r} in {kernels}")
 
 
+def round_widen_factor(value: Any, where: str = "widen_factor") -> float:
+    """``value`` as a spec keeps it: a number > 0 rounded to DECIMALS places, an int when integral.
+
+    Names carry k to DECIMALS places, so ``WRNSpec.parse(spec.name) == spec``; a search space
+    rounds its widen factors the same way, so each one is exactly the k of the nets it names.
+    """
+    k = round(float(require_number(value, where, 0, open_low=True)), DECIMALS)
+    if k <= 0:
+        raise ValueError(f"{where}: must be >= {10**-DECIMALS}, got {value!r}")
+    return int(k) if k.is_integer() else k
+
+
 def valid_depths_near(depth: int, convs_per_block: int) -> tuple[int, ...]:
     """The valid depths 3*N*l+4 (N >= 1) closest below and above ``depth``."""
     step = 3 * convs_per_block
@@ -88,18 +101,14 @@ class WRNSpec:
 
     def __post_init__(self) -> None:
         require_int(self.blocks_per_group, "blocks_per_group", 1)
-        k = require_number(self.widen_factor, "widen_factor", 0, open_low=True)
-        k = round(float(k), DECIMALS)  # names carry k and dropout exactly, so parse(name) == spec
-        if k <= 0:
-            raise ValueError(f"widen_factor: must be >= {10**-DECIMALS}, got {self.widen_factor!r}")
-        object.__setattr__(self, "widen_factor", int(k) if k.is_integer() else k)
+        object.__setattr__(self, "widen_factor", round_widen_factor(self.widen_factor))
         kernels = tuple(self.kernels) if isinstance(self.kernels, (list, tuple)) else self.kernels
         if not isinstance(kernels, tuple):
             raise ValueError(f"kernels: must be a tuple of odd integers, got {self.kernels!r}")
         validate_kernels(kernels)
         object.__setattr__(self, "kernels", kernels)
         p = require_number(self.dropout, "dropout", 0, 1, open_high=True)
-        object.__setattr__(self, "dropout", round(float(p), DECIMALS))
+        object.__setattr__(self, "dropout", round(float(p), DECIMALS))  # names carry it exactly, like k
 
     # -- naming ---------------------------------------------------------------
 

@@ -17,10 +17,11 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import is_number, require_choice, require_int, require_number
 from .data import Dataset, Split
-from .loader import AUGMENTATIONS, DeviceLoader, derive_seed
+from .loader import DeviceLoader, derive_seed
 from .model import build_model
+from .recipe import TrainConfig
 from .spec import WRNSpec
-
-#: Config fields that may change between a checkpoint and its resume (where and how fast, not what).
-RUNTIME_FIELDS = frozenset({"precision", "channels_last", "compile", "device", "num_threads"})
 
 CHECKPOINT_FORMAT = "wrn-search-checkpoint-v1"
 #: The checkpoint's file name in a trial's (or ``wrn-search train``'s) output directory.
@@ -44,8 +42,14 @@ CHECKPOINT_FILE = "checkpoint.pt"
 #: Check the running loss for NaN/inf every this many steps (each check waits for the device).
 DIVERGENCE_CHECK_STEPS = 20
 
+#: Bytes a parameter takes at least while training: fp32 weight, gradient and SGD momentum.
+TRAIN_BYTES_PER_PARAM = 12
+
 # Independent random streams of one run.
 _INIT_STREAM, _LOADER_STREAM, _DROPOUT_STREAM = 1, 2, 3
+
+#: The CPU allocator's RuntimeError (Linux and macOS; Windows) when the host has no memory left.
+_CPU_ALLOCATOR_FAILURE = re.compile(r"DefaultCPUAllocator: (?:can't allocate|not enough) memory")
 
 
 class CheckpointError(ValueError):
@@ -56,67 +60,15 @@ class _Diverged(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """The training recipe (paper defaults) and where to run it."""
+class OutOfMemory(RuntimeError):
+    """The net cannot even be built on this machine: an outcome of training (like running out of memory
+    in an epoch, which ``fit`` reports), not a bug. The message is one line naming the spec and the memory."""
 
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    #: "step": lr x ``gamma`` at each of ``milestones`` (fractions of ``epochs``); "cosine": cosine to 0.
-    schedule: str = "step"
-    milestones: tuple[float, ...] = (0.3, 0.6, 0.8)
-    gamma: float = 0.2
-    label_smoothing: float = 0.0
-    #: Batch augmentation, "crop_flip" or "none"; None takes the dataset's default.
-    augment: str | None = None
-    #: "auto" (bf16 autocast where the device supports it), "bf16" or "fp32".
-    precision: str = "auto"
-    #: None: channels_last on (it pays off on GPUs and on oneDNN CPUs).
-    channels_last: bool | None = None
-    compile: bool = False
-    #: "auto" (CUDA if available, else CPU) or a torch device string.
-    device: str = "auto"
-    seed: int = 0
-    #: Sets torch's intra-op threads (process-wide) when given; None leaves them alone.
-    num_threads: int | None = None
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "milestones", tuple(self.milestones))
-        require_int(self.epochs, "epochs", 1)
-        require_int(self.batch_size, "batch_size", 1)
-        require_int(self.seed, "seed", 0)
-        if self.num_threads is not None:
-            require_int(self.num_threads, "num_threads", 1)
-        require_number(self.lr, "lr", 0, open_low=True)
-        require_number(self.momentum, "momentum", 0, 1, open_high=True)
-        require_number(self.weight_decay, "weight_decay", 0)
-        require_number(self.gamma, "gamma", 0, 1, open_low=True)
-        require_number(self.label_smoothing, "label_smoothing", 0, 1, open_high=True)
-        if self.nesterov and self.momentum == 0:
-            raise ValueError("nesterov: needs momentum > 0")
-        require_choice(self.schedule, "schedule", ("step", "cosine"))
-        if not all(is_number(m) and 0 < m < 1 for m in self.milestones) \
-                or list(self.milestones) != sorted(set(self.milestones)):
-            raise ValueError(f"milestones: must be increasing fractions of the epochs in (0, 1), got {self.milestones}")
-        if self.augment is not None:
-            require_choice(self.augment, "augment", AUGMENTATIONS)
-        require_choice(self.precision, "precision", ("auto", "bf16", "fp32"))
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except (RuntimeError, TypeError):
-                raise ValueError(f"device: {self.device!r} is not 'auto' or a torch device such as 'cuda:0'") from None
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "milestones": list(self.milestones)}
-
-    def recipe(self) -> dict:
-        """The fields that decide the result; a checkpoint resumes only under the same recipe."""
-        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+def is_out_of_memory(error: BaseException) -> bool:
+    """A failed allocation: CUDA's ``OutOfMemoryError``, the CPU allocator's ``RuntimeError`` or ``MemoryError``."""
+    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(error, RuntimeError) and _CPU_ALLOCATOR_FAILURE.search(str(error)) is not None)
 
 
 @dataclass
@@ -139,6 +91,7 @@ class Trainer:
     """
 
     def __init__(self, spec: WRNSpec, dataset: Dataset, config: TrainConfig = TrainConfig()):
+        """Build the model, optimizer and loaders; a net that does not fit in memory raises :class:`OutOfMemory`."""
         self.spec, self.dataset, self.config = spec, dataset, config
         info = dataset.info
         self.device = resolve_device(config.device)
@@ -149,31 +102,64 @@ class Trainer:
             torch.set_num_threads(config.num_threads)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
-        with torch.random.fork_rng(devices=[]):  # initialise from the run's seed, leave the global RNG alone
-            torch.manual_seed(derive_seed(config.seed, _INIT_STREAM))
-            model = build_model(spec, info.num_classes, info.in_channels)
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        self.model = model.to(self.device, memory_format=memory_format)
-        self._forward: nn.Module = torch.compile(self.model) if config.compile else self.model
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
-                                         nesterov=config.nesterov, weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(config))
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        self.train_loader = self._loader(dataset.train, config.batch_size, self.augment, shuffle=True)
-        self._eval_loaders: dict[str, DeviceLoader] = {}
         self.params = spec.num_params(info.num_classes, info.in_channels)
         self.macs = spec.macs(info.input_size, info.num_classes, info.in_channels)
         self.epoch = 0
         self.history: list[dict] = []
+        self._eval_loaders: dict[str, DeviceLoader] = {}
+        shortfall = self._shortfall()
+        if shortfall is not None:
+            raise OutOfMemory(shortfall)
+        failure = None
+        try:
+            with torch.random.fork_rng(devices=[]):  # initialise from the run's seed, leave the global RNG alone
+                torch.manual_seed(derive_seed(config.seed, _INIT_STREAM))
+                model = build_model(spec, info.num_classes, info.in_channels)
+            memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+            self.model = model.to(self.device, memory_format=memory_format)
+            self._forward: nn.Module = torch.compile(self.model) if config.compile else self.model
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
+                                             nesterov=config.nesterov, weight_decay=config.weight_decay)
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(config))
+            self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+            self.train_loader = self._loader(dataset.train, config.batch_size, self.augment, shuffle=True)
+        except (RuntimeError, MemoryError) as error:
+            if not is_out_of_memory(error):
+                raise
+            failure = f"out of memory building {spec.name} on {self.device}: {_first_line(error)}"
+        if failure is not None:  # raised outside the except block, so the failed allocation's tensors are freed
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise OutOfMemory(failure)
+
+    def _shortfall(self) -> str | None:
+        """Why the net can never train here, known before anything is allocated, or None.
+
+        The model is built in host memory and trains with a weight, a gradient and a momentum per
+        parameter on its device. A net over these lower bounds would otherwise allocate layer after
+        layer until the allocator fails or, as Linux overcommits, the kernel kills the process.
+        """
+        training_bytes = self.params * TRAIN_BYTES_PER_PARAM
+        host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        limits = [("host memory", host, training_bytes if self.device.type == "cpu" else 4 * self.params)]
+        if self.device.type == "cuda":
+            limits.append((f"{self.device} memory", torch.cuda.get_device_properties(self.device).total_memory,
+                           training_bytes))
+        for where, total, needed in limits:
+            if needed > total:
+                return (f"out of memory for {self.spec.name}: its {self.params:,} params alone need "
+                        f"{needed // 2**30:,} GiB, more than the {total // 2**30:,} GiB of {where}")
+        return None
 
     # -- training -------------------------------------------------------------
 
     def fit(self, callback: Callable[[dict], None] | None = None) -> TrainResult:
         """Train from the current epoch to ``config.epochs``, calling ``callback(metrics)`` after each.
 
-        A non-finite loss ends the run as "diverged", CUDA running out of memory
-        as "out_of_memory"; either way the callback gets one last metrics dict
-        with ``val_error`` 1.0. Exceptions from the callback propagate.
+        A non-finite loss ends the run as "diverged", running out of device or host
+        memory (:func:`is_out_of_memory`) as "out_of_memory"; either way the callback
+        gets one last metrics dict with ``val_error`` 1.0. Exceptions from the callback
+        propagate.
         """
         while self.epoch < self.config.epochs:
             outcome = reason = None
@@ -182,10 +168,12 @@ class Trainer:
                 metrics = self._run_epoch()
             except _Diverged as error:
                 outcome, reason = "diverged", str(error)
-            except torch.OutOfMemoryError as error:
-                outcome, detail = "out_of_memory", str(error).partition("\n")[0]
+            except (RuntimeError, MemoryError) as error:
+                if not is_out_of_memory(error):
+                    raise
+                outcome = "out_of_memory"
                 reason = (f"out of memory training {self.spec.name} with batch size {self.config.batch_size} "
-                          f"on {self.device}: {detail}")
+                          f"on {self.device}: {_first_line(error)}")
             if outcome is not None:
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.device.type == "cuda":
@@ -355,6 +343,10 @@ class Trainer:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(derive_seed(self.config.seed, *keys))
             yield
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).partition("\n")[0] or type(error).__name__
 
 
 def lr_factor(config: TrainConfig) -> Callable[[int], float]:

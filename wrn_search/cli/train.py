@@ -1,4 +1,9 @@
-"""``wrn-search train``: train one WRN, log metrics per epoch and keep a resumable checkpoint."""
+"""``wrn-search train``: train one WRN, log metrics per epoch and keep a resumable checkpoint.
+
+Exit status: 0 when training completed; 1 when it ended with another outcome (diverged, or
+out of memory, also when the net cannot even be built): the input was fine, the run was not;
+2 for bad input, before anything is written.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from ..recipe import AUGMENTATIONS, PRECISIONS, SCHEDULES, TrainConfig
 
 HELP = "train one WRN (e.g. WRN-16-4) on a dataset with the paper's recipe; resumable"
 
@@ -29,15 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--batch-size", type=int, help="batch size (default 128)")
     recipe.add_argument("--lr", type=float, help="initial learning rate (default 0.1)")
     recipe.add_argument("--weight-decay", type=float, help="weight decay (default 5e-4)")
-    recipe.add_argument("--schedule", choices=("step", "cosine"), help="lr x0.2 at 30/60/80%% (step, default) "
-                                                                       "or cosine")
+    recipe.add_argument("--schedule", choices=SCHEDULES, help="lr x0.2 at 30/60/80%% (step, default) or cosine")
     recipe.add_argument("--label-smoothing", type=float, help="label smoothing (default 0)")
     recipe.add_argument("--dropout", type=float, help="dropout between convs; overrides a -dP in SPEC")
-    recipe.add_argument("--augment", choices=("crop_flip", "none"), help="default: the dataset's "
-                                                                         "(crop_flip for CIFAR)")
+    recipe.add_argument("--augment", choices=AUGMENTATIONS, help="default: the dataset's (crop_flip for CIFAR)")
     recipe.add_argument("--seed", type=int, help="seed of initialisation, shuffling and dropout (default 0)")
     runtime = parser.add_argument_group("runtime")
-    runtime.add_argument("--precision", choices=("auto", "bf16", "fp32"),
+    runtime.add_argument("--precision", choices=PRECISIONS,
                          help="auto (default): bf16 autocast where the device has native bf16")
     runtime.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     runtime.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
@@ -59,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import load_dataset
     from ..spec import WRNSpec
-    from ..train import CHECKPOINT_FILE, Trainer, TrainConfig
+    from ..train import CHECKPOINT_FILE, OutOfMemory, Trainer
 
     spec = WRNSpec.parse(args.spec, dropout=args.dropout)
     config = TrainConfig(**{name: getattr(args, name) for name in CONFIG_ARGS if getattr(args, name) is not None})
@@ -72,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
                               "or choose another --out")
     dataset = load_dataset(args.dataset, root=args.data_root, download=args.download,
                            val_fraction=args.val_fraction, seed=args.split_seed)
-    trainer = Trainer(spec, dataset, config)
+    try:
+        trainer = Trainer(spec, dataset, config)
+    except OutOfMemory as error:
+        print(f"wrn-search train: out_of_memory: {error}", file=sys.stderr)
+        return 1
     if args.resume and checkpoint.exists():
         trainer.load_checkpoint(checkpoint)
     elif args.resume:

@@ -1,0 +1,100 @@
+"""The training recipe, :class:`TrainConfig`, and the check of every one of its fields, without torch.
+
+``wrn-search train``, every search trial and the search-space loader build this one
+dataclass, so a bad value is refused in one place with one message: a space's
+``training:`` section is checked when the space loads, not three times per trial.
+It lives apart from :mod:`wrn_search.train` because loading a space must not import
+torch (``wrn-search space`` starts in a fraction of a second).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .checks import is_number, require_bool, require_choice, require_int, require_number
+
+#: Batch augmentations (implemented by ``wrn_search.loader``, whose AUGMENTATIONS must equal this).
+AUGMENTATIONS = ("crop_flip", "none")
+SCHEDULES = ("step", "cosine")
+PRECISIONS = ("auto", "bf16", "fp32")
+#: Torch device types a net trains on; ``device`` is "auto", a type, or a type and an index ("cuda:1").
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+#: Config fields that may change between a checkpoint and its resume (where and how fast, not what).
+RUNTIME_FIELDS = frozenset({"precision", "channels_last", "compile", "device", "num_threads"})
+
+#: ``check(value, where)`` raises a one-line ValueError starting with ``where`` unless ``value`` is allowed.
+Check = Callable[[Any, str], Any]
+
+_DEVICE = re.compile(rf"(?:{'|'.join(DEVICE_TYPES)})(?::\d+)?")
+
+
+def _checked(default: Any, check: Check) -> Any:
+    """A dataclass field whose values ``check`` validates: the field list is the one list of keys."""
+    return field(default=default, metadata={"check": check})
+
+
+def _optional(check: Check) -> Check:
+    return lambda value, where: None if value is None else check(value, where)
+
+
+def _milestones(value: Any, where: str) -> None:
+    if not (isinstance(value, (list, tuple)) and all(is_number(m) and 0 < m < 1 for m in value)
+            and list(value) == sorted(set(value))):
+        raise ValueError(f"{where}: must be increasing fractions of the epochs in (0, 1), got {value!r}")
+
+
+def _device(value: Any, where: str) -> None:
+    if value != "auto" and not (isinstance(value, str) and _DEVICE.fullmatch(value)):
+        raise ValueError(f"{where}: {value!r} is not 'auto' or a device: {', '.join(DEVICE_TYPES)}, "
+                         "optionally with an index such as 'cuda:1'")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training recipe (paper defaults) and where to run it; every field is checked on construction."""
+
+    epochs: int = _checked(200, lambda value, where: require_int(value, where, 1))
+    batch_size: int = _checked(128, lambda value, where: require_int(value, where, 1))
+    lr: float = _checked(0.1, lambda value, where: require_number(value, where, 0, open_low=True))
+    momentum: float = _checked(0.9, lambda value, where: require_number(value, where, 0, 1, open_high=True))
+    nesterov: bool = _checked(True, require_bool)
+    weight_decay: float = _checked(5e-4, lambda value, where: require_number(value, where, 0))
+    #: "step": lr x ``gamma`` at each of ``milestones`` (fractions of ``epochs``); "cosine": cosine to 0.
+    schedule: str = _checked("step", lambda value, where: require_choice(value, where, SCHEDULES))
+    milestones: tuple[float, ...] = _checked((0.3, 0.6, 0.8), _milestones)
+    gamma: float = _checked(0.2, lambda value, where: require_number(value, where, 0, 1, open_low=True))
+    label_smoothing: float = _checked(0.0, lambda value, where: require_number(value, where, 0, 1, open_high=True))
+    #: Batch augmentation, "crop_flip" or "none"; None takes the dataset's default.
+    augment: str | None = _checked(None, _optional(lambda value, where: require_choice(value, where, AUGMENTATIONS)))
+    #: "auto" (bf16 autocast where the device supports it), "bf16" or "fp32".
+    precision: str = _checked("auto", lambda value, where: require_choice(value, where, PRECISIONS))
+    #: None: channels_last on (it pays off on GPUs and on oneDNN CPUs).
+    channels_last: bool | None = _checked(None, _optional(require_bool))
+    compile: bool = _checked(False, require_bool)
+    #: "auto" (CUDA if available, else CPU) or a device such as "cpu" or "cuda:1".
+    device: str = _checked("auto", _device)
+    seed: int = _checked(0, lambda value, where: require_int(value, where, 0))
+    #: Sets torch's intra-op threads (process-wide) when given; None leaves them alone.
+    num_threads: int | None = _checked(None, _optional(lambda value, where: require_int(value, where, 1)))
+
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            spec.metadata["check"](getattr(self, spec.name), spec.name)
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov: needs momentum > 0")
+
+    @classmethod
+    def check(cls, name: str, value: Any, where: str) -> None:
+        """Check ``value`` for field ``name`` alone (a searched range's end); the message starts with ``where``."""
+        next(spec for spec in fields(cls) if spec.name == name).metadata["check"](value, where)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "milestones": list(self.milestones)}
+
+    def recipe(self) -> dict:
+        """The fields that decide the result; a checkpoint resumes only under the same recipe."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
