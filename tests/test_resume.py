@@ -39,16 +39,20 @@ def start_cli(tmp_path, *args) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+def kill_group(process: subprocess.Popen, signum: int = signal.SIGKILL) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass  # everything in it has exited
+
+
 def signal_group(process: subprocess.Popen, signum: int) -> tuple[int, str]:
     """Send ``signum`` to the process and the Ray processes it started; its exit code and stderr."""
     try:
-        os.killpg(process.pid, signum)
+        kill_group(process, signum)
         _, stderr = process.communicate(timeout=120)
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # what outlived a graceful stop
-        except ProcessLookupError:
-            pass
+        kill_group(process)  # what outlived a graceful stop
     return process.returncode, stderr
 
 
@@ -223,3 +227,30 @@ def test_resume_and_status_reject_what_is_not_a_run(tmp_path):
     result = run_cli("resume", str(future), cwd=tmp_path)
     assert result.returncode == 2 and "format 99" in result.stderr
     assert os.listdir(future) == ["run.json"]  # nothing written
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues(tmp_path):
+    space = write_space(tmp_path, training={"epochs": 4}, search={"samples": 4, "scheduler": "none"})
+    run_dir = tmp_path / "runs" / "full"
+    driver = start_cli(tmp_path, "run", str(space), "--name", "full", "--storage-path", "runs", "--quiet")
+    try:
+        wait_for(lambda: len(read_jsonl(run_dir / "trials.jsonl")) >= 1, 240, "a finished trial")
+        log = run_dir / "epochs.jsonl"
+        kept = log.read_bytes()
+        log.unlink()
+        log.symlink_to("/dev/full")  # every write to the epoch log now fails with ENOSPC
+        _, stderr = driver.communicate(timeout=240)
+    finally:
+        kill_group(driver)
+    assert driver.returncode == 2
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert lines[-1] == (f"wrn-search run: error: run_dir: cannot write {run_dir} (No space left on device); finished "
+                         f"trials are kept: make room (or make it writable) and continue with "
+                         f"`wrn-search resume {run_dir}`")
+    assert len([line for line in lines if not line.startswith("[I ")]) == 1, stderr[-3000:]  # Optuna's info aside
+    log.unlink()
+    log.write_bytes(kept)
+    resumed = run_cli("resume", str(run_dir), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = study_of(run_dir).trials
+    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)

@@ -319,7 +319,7 @@ def fit(tuner: tune.Tuner, run_dir: Path, manifest: RunManifest) -> None:
             cause = unwritable_error(error)
             if cause is None:
                 raise
-            raise RunDirUnwritable(cause.errno, f"run_dir: cannot write {cause.filename or run_dir} "
+            raise RunDirUnwritable(f"run_dir: cannot write {cause.filename or run_dir} "
                                    f"({cause.strerror}); finished trials are kept: make room (or make it "
                                    f"writable) and continue with `wrn-search resume {run_dir}`") from None
     write_results(run_dir)
