@@ -14,18 +14,19 @@ from run_fixtures import STANDARD_TRIALS, make_run
 
 from wrn_search.cli import main
 from wrn_search.data import load_dataset
-from wrn_search.export import example_input, find_checkpoint, load_checkpoint_model
+from wrn_search.checkpoints import write_epoch
+from wrn_search.export import example_input, trial_checkpoint_model
 from wrn_search.model import build_model
 from wrn_search.spec import WRNSpec
-from wrn_search.train import TrainConfig, Trainer
+from wrn_search.train import CHECKPOINT_FILE, TrainConfig, Trainer
 
 SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
 CONFIG = TrainConfig(epochs=1, batch_size=64, device="cpu")
 
 
-def trial_dir(run: Path, trial_id: str, number: int) -> Path:
-    """Ray Tune 2.60 names a trial's folder ``<trainable>_<trial id>_<index>_<config>_<date>``."""
-    return run / "tune" / f"train_trial_{trial_id}_{number}_name=x_2026-11-23_10-15-00"
+def checkpoint_folder(run: Path, number: int, index: int) -> Path:
+    """Where a trial writes a checkpoint: ``tune/NNNNN-<net>-<trial id>/checkpoint_<index>``."""
+    return run / "tune" / f"{number:05d}-WRN-x-7a1b2_{number:05d}" / f"checkpoint_{index:06d}"
 
 
 @pytest.fixture(scope="module")
@@ -36,28 +37,31 @@ def run(tmp_path_factory):
     dataset = load_dataset("digits")
     for number, name in ((0, "WRN-10-1-B(3,3)"), (1, "WRN-16-1-B(3,3)"), (3, "WRN-16-2-B(3,3)")):
         trainer = Trainer(WRNSpec.parse(name), dataset, CONFIG)
-        folder = trial_dir(run, f"7a1b2_{number:05d}", number)
-        trainer.save_checkpoint(folder / "checkpoint_000000" / "checkpoint.pt")
-        with torch.no_grad():  # the newer checkpoint differs, so picking the wrong one shows
-            for parameter in trainer.model.parameters():
-                parameter.add_(0.01)
-        trainer.epoch = 1
-        trainer.save_checkpoint(folder / "checkpoint_000001" / "checkpoint.pt")
-    (trial_dir(run, "7a1b2_00013", 13) / "checkpoint_000009").mkdir(parents=True)  # another trial's folder
+        # The newest epoch sits in the lower-numbered folder, as after a resume from a lagging snapshot.
+        for index, epoch in ((1, 0), (0, 1)):
+            with torch.no_grad():  # each checkpoint differs, so picking the wrong one shows
+                for parameter in trainer.model.parameters():
+                    parameter.add_(0.01)
+            trainer.epoch = epoch
+            trainer.save_checkpoint(checkpoint_folder(run, number, index) / CHECKPOINT_FILE)
+            write_epoch(checkpoint_folder(run, number, index), epoch)
+    checkpoint_folder(run, 13, 9).mkdir(parents=True)  # another trial's folder, no weights
     return run
 
 
 def checkpoint_logits(run: Path, images: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return load_checkpoint_model(find_checkpoint(run / "tune", "7a1b2_00003")).module(images)
+        return trial_checkpoint_model(str(run / "tune"), 3).module(images)
 
 
-def test_find_checkpoint_takes_the_newest_of_the_right_trial(run):
-    assert find_checkpoint(run / "tune", "7a1b2_00003").parent.name == "checkpoint_000001"
-    with pytest.raises(FileNotFoundError, match="7a1b2_00001x"):
-        find_checkpoint(run / "tune", "7a1b2_00001x")
-    with pytest.raises(FileNotFoundError):
-        find_checkpoint(run / "tune", "7a1b2_0001")  # a prefix of 7a1b2_00013 is not a match
+def test_the_newest_epoch_of_the_right_trial_is_exported(run):
+    model = trial_checkpoint_model(str(run / "tune"), 3)
+    assert model.spec == WRNSpec.parse("WRN-16-2") and model.source.endswith("checkpoint.pt (epoch 1)")
+    assert "/00003-" in model.source and "checkpoint_000000" in model.source
+    with pytest.raises(FileNotFoundError, match="trial 13"):
+        trial_checkpoint_model(str(run / "tune"), 13)  # its folder holds no weights
+    with pytest.raises(FileNotFoundError, match="trial 2 "):
+        trial_checkpoint_model(str(run / "tune"), 2)
 
 
 def test_state_dict_export_with_spec_and_card(run, tmp_path, capsys):
@@ -68,7 +72,7 @@ def test_state_dict_export_with_spec_and_card(run, tmp_path, capsys):
     assert spec == WRNSpec.parse("WRN-16-2")
     card = json.loads((folder / "model_card.json").read_text())
     assert (card["name"], card["params"], card["val_error"], card["epochs"]) == ("WRN-16-2-B(3,3)", 691386, 0.12, 3)
-    assert card["macs"] == spec.macs(8, 10, 1) and "checkpoint_000001" in card["weights"]
+    assert card["macs"] == spec.macs(8, 10, 1) and "checkpoint_000000/checkpoint.pt (epoch 1)" in card["weights"]
     assert card["dataset"]["mean"] == [0.3063] and card["dataset"]["std"] == [0.3756]
     assert "| parameters | 691,386 |" in (folder / "model_card.md").read_text()
     model = build_model(spec, 10, 1).eval()
@@ -86,7 +90,9 @@ def test_model_card_escapes_what_the_run_supplies(tmp_path):
     manifest = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps({**manifest, "name": hostile, "tune_path": str(tune)}))
     trainer = Trainer(WRNSpec.parse("WRN-10-1"), load_dataset("digits"), CONFIG)
-    trainer.save_checkpoint(tune / trial_dir(Path(), "7a1b2_00000", 0).name / "checkpoint_000000" / "checkpoint.pt")
+    folder = tune / "00000-WRN-10-1-7a1b2_00000" / "checkpoint_000000"
+    trainer.save_checkpoint(folder / CHECKPOINT_FILE)
+    write_epoch(folder, 0)
     assert main(["export", str(run), "--trial", "0", "--out", str(tmp_path / "out")]) == 0
     card = (tmp_path / "out" / "trial-0" / "model_card.md").read_text()
     assert json.loads((tmp_path / "out" / "trial-0" / "model_card.json").read_text())["run"] == hostile
@@ -141,7 +147,7 @@ def test_bad_requests_are_exit_2(run, tmp_path, capsys):
     assert main(["export", str(run), "--trial", "nope", "--out", str(tmp_path)]) == 2
     assert "no trial 'nope'" in capsys.readouterr().err
     assert main(["export", str(run), "--trial", "4", "--out", str(tmp_path)]) == 2  # never checkpointed
-    assert "no checkpoint.pt for trial 7a1b2_00004" in capsys.readouterr().err
+    assert "no checkpoint.pt for trial 4 under" in capsys.readouterr().err
     assert main(["export", str(run), "--trial", "3", "--out", str(tmp_path), "--format", "pickle"]) == 2
     assert "--format: 'pickle' is not one of state_dict, exported_program, torchscript, onnx" in capsys.readouterr().err
 

@@ -37,6 +37,13 @@ KEEP = 2
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_\d+$")
 
 
+def storage_fs(path: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    """The file system and path of a Tune storage location: a local path as is, else a URI (``s3://...``)."""
+    if "://" not in str(path):
+        return pyarrow.fs.LocalFileSystem(), str(Path(path).resolve())
+    return pyarrow.fs.FileSystem.from_uri(str(path))
+
+
 def trial_prefix(number: int) -> str:
     return f"{number:05d}-"
 
@@ -70,7 +77,7 @@ class TrialCheckpoints:
     """The checkpoints of one study trial under Tune's experiment directory ``experiment_path``."""
 
     def __init__(self, experiment_path: str, number: int):
-        self.fs, self.root = pyarrow.fs.FileSystem.from_uri(str(experiment_path))
+        self.fs, self.root = storage_fs(experiment_path)
         self.number = number
 
     def trial_dir(self, config: dict, trial_id: str) -> str:

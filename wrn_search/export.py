@@ -1,8 +1,8 @@
 """Export trained trials of a run: weights (state_dict, torch.export, TorchScript or ONNX), spec and model card.
 
-The weights come from the trial's last Ray checkpoint (``checkpoint.pt``
+The weights come from the trial's newest checkpoint (``checkpoint.pt``
 written by :meth:`wrn_search.train.Trainer.save_checkpoint`), found under the
-run's ``tune_path``; or, with ``retrain``, from training the spec again on
+run's ``tune_path`` by :class:`wrn_search.checkpoints.TrialCheckpoints`; or, with ``retrain``, from training the spec again on
 train+val, which also measures its test error.
 """
 
@@ -11,12 +11,13 @@ from __future__ import annotations
 import html
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from .checkpoints import TrialCheckpoints
 from .checks import require_choice
 from .data import dataset_info
 from .model import WideResNet, build_model
@@ -29,7 +30,6 @@ from .train import CHECKPOINT_FILE, CHECKPOINT_FORMAT
 FORMATS = ("state_dict", "exported_program", "torchscript", "onnx")
 WEIGHT_FILES = {"state_dict": "model.pt", "exported_program": "model.pt2", "torchscript": "model.torchscript.pt",
                 "onnx": "model.onnx"}
-_CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
 #: Characters that open Markdown syntax inline: code, emphasis, links and images, headings, table cells.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]#|!~])")
 
@@ -56,22 +56,15 @@ def select_trials(frame: pd.DataFrame, trial: str | None, pareto_columns: list[s
     return rows
 
 
-def find_checkpoint(tune_path: str | Path, trial_id: str) -> Path:
-    """The highest-numbered ``checkpoint_N/checkpoint.pt`` of the trial directory named after ``trial_id``."""
-    if "://" in str(tune_path):
-        raise ValueError(f"tune_path: {tune_path} is remote; download the experiment and export from a local copy")
-    tune_path = Path(tune_path)
-    named = re.compile(rf"(^|_){re.escape(trial_id)}(_|$)")
-    found = [
-        (int(match.group(1)), folder / CHECKPOINT_FILE)
-        for trial_dir in (tune_path.iterdir() if tune_path.is_dir() else ())
-        if trial_dir.is_dir() and named.search(trial_dir.name)
-        for folder in trial_dir.iterdir()
-        if (match := _CHECKPOINT_DIR.match(folder.name)) and (folder / CHECKPOINT_FILE).is_file()
-    ]
+def trial_checkpoint_model(tune_path: str, number: int) -> Model:
+    """The network of study trial ``number``'s newest checkpoint that still has its weights (local or remote)."""
+    checkpoints = TrialCheckpoints(tune_path, number)
+    found = checkpoints.newest_first()
     if not found:
-        raise FileNotFoundError(f"checkpoint: no {CHECKPOINT_FILE} for trial {trial_id} under {tune_path}")
-    return max(found)[1]
+        raise FileNotFoundError(f"checkpoint: no {CHECKPOINT_FILE} for trial {number} under {tune_path}")
+    with checkpoints.local(found[0]) as path:
+        model = load_checkpoint_model(path)
+    return replace(model, source=f"{found[0].path}/{CHECKPOINT_FILE} (epoch {found[0].epoch})")
 
 
 def load_checkpoint_model(path: Path) -> Model:
@@ -200,7 +193,7 @@ def export_trials(run_dir: str | Path, trial: str | None = None, pareto: bool = 
         if retrain_epochs is not None:
             model = retrain(run_dir, int(row["number"]), spec, retrain_epochs)
         else:
-            model = load_checkpoint_model(find_checkpoint(manifest.tune_path, row["trial_id"]))
+            model = trial_checkpoint_model(manifest.tune_path, int(row["number"]))
             if model.spec != spec:
                 raise ValueError(f"checkpoint: holds {model.spec.name}, but trial {row['number']} is {spec.name}")
         folder = out / f"trial-{int(row['number'])}"

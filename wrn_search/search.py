@@ -29,7 +29,7 @@ import ray
 from ray import tune
 from ray.tune.schedulers import HyperBandScheduler, MedianStoppingRule, TrialScheduler
 
-from .checkpoints import trial_dirname
+from .checkpoints import storage_fs, trial_dirname
 from .data import Dataset, dataset_info, load_dataset
 from .lock import run_dir_lock
 from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_FILE, TUNE_DIR, RunManifest,
@@ -334,7 +334,7 @@ def has_snapshot(tune_path: str) -> bool:
     """Whether Tune wrote an experiment snapshot to restore (a kill can come before the first one)."""
     if not tune.Tuner.can_restore(tune_path):
         return False
-    fs, root = pyarrow.fs.FileSystem.from_uri(tune_path)
+    fs, root = storage_fs(tune_path)
     return any(info.base_name.startswith("experiment_state-")
                for info in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True)))
 

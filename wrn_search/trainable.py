@@ -18,7 +18,7 @@ from ray import tune
 from .checkpoints import TrialCheckpoints, write_epoch
 from .data import Dataset
 from .spec import WRNSpec
-from .train import CHECKPOINT_FILE, CheckpointError, Trainer, TrainConfig
+from .train import CHECKPOINT_FILE, CheckpointError, OutOfMemory, Trainer, TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +77,18 @@ def train_trial(config: dict, dataset: Dataset, training: dict, experiment_path:
     """
     gpus = _trial_gpus()
     _limit_gpu_memory(gpus)
-    trainer = Trainer(WRNSpec.parse(config["name"]), dataset, trial_train_config(config, training, gpus))
+    node_id = ray.get_runtime_context().get_node_id()
+    try:
+        trainer = Trainer(WRNSpec.parse(config["name"]), dataset, trial_train_config(config, training, gpus))
+    except OutOfMemory as error:  # the net does not fit this node: an outcome the study records, not a crash
+        logger.warning("%s", error)
+        tune.report({"epoch": 1, "val_error": 1.0, "outcome": "out_of_memory", "params": config.get("params"),
+                     "macs": config.get("macs"), "node_id": node_id})
+        return
     checkpoints = None
     if experiment_path is not None and config.get("number") is not None:
         checkpoints = TrialCheckpoints(experiment_path, config["number"])
     restore(trainer, checkpoints)
-
-    node_id = ray.get_runtime_context().get_node_id()
     trial_id = tune.get_context().get_trial_id()
 
     def report(metrics: dict) -> None:
