@@ -6,6 +6,8 @@ from pathlib import Path
 
 from plotly.offline import get_plotlyjs
 
+from wrn_search.rundir import write_atomic
+
 from .page import page_html
 from .views import build_views, views_json
 
@@ -16,9 +18,12 @@ def report_html(run_dir: str | Path) -> str:
 
 
 def write_report(run_dir: str | Path, out: str | Path) -> Path:
-    """Write the report of ``run_dir`` to ``out`` (its folder must exist) and return the path."""
+    """Write the report of ``run_dir`` to ``out`` (its folder must exist) and return the path.
+
+    Atomically: a kill or a full disk mid-write leaves the previous report, never a truncated one.
+    """
     out = Path(out)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output: folder {out.parent} does not exist")
-    out.write_text(report_html(run_dir), encoding="utf-8")
+    write_atomic(out, report_html(run_dir))
     return out

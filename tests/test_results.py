@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import resource
 import shutil
+import subprocess
+import sys
 
+import optuna
 import pandas as pd
 import pytest
-from run_fixtures import FakeTrial, load_study, make_run
+from run_fixtures import STANDARD_TRIALS, FakeTrial, add_trials, load_study, make_run
+from search_helpers import run_cli
 
 from wrn_search.results import COLUMNS, load_curves, load_run, study_storage, write_results
 from wrn_search.rundir import RunManifest
@@ -93,3 +100,117 @@ def test_empty_run_and_missing_run(tmp_path):
 def test_infeasible_trial_is_marked(tmp_path):
     run = make_run(tmp_path / "c", trials=(FakeTrial("WRN-10-1", 0.2, constraint=1.0), FakeTrial("WRN-16-1", 0.3)))
     assert list(load_run(run)["feasible"]) == [False, True]
+
+
+#: Commands that only read a run; none may crash on a corrupt file or write to the study.
+READERS = (("status", "--json"), ("pareto",), ("report", "-o", "report.html"))
+
+
+def append_line(path, text: str) -> None:
+    with open(path, "a") as file:
+        file.write(text + "\n")
+
+
+def edit_manifest(run_dir, **changes) -> None:
+    path = run_dir / "run.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+@pytest.mark.parametrize("log, line, problem", [
+    ("epochs.jsonl", {"number": 2, "epoch": 4, "val_error": 0.01}, "no 'trial_id'"),
+    ("epochs.jsonl", {"trial_id": "7a1b2_00002", "number": 2, "epoch": "three"}, "'epoch' must be int, got 'three'"),
+    ("trials.jsonl", {"number": [1]}, "'number' must be int, got [1]"),
+])
+def test_a_bad_log_line_is_skipped_with_one_warning(tmp_path, log, line, problem):
+    run = make_run(tmp_path / "run")
+    lines = len((run / log).read_text().splitlines())
+    append_line(run / log, json.dumps(line))
+    outputs = {}
+    for command in READERS:
+        done = run_cli(command[0], str(run), *command[1:], cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.splitlines() == [
+            f"wrn-search: warning: {run / log}: skipped 1 bad line(s) (line {lines + 1}: {problem})"]
+        outputs[command[0]] = done.stdout
+    summary = json.loads(outputs["status"])
+    assert (summary["trials"], summary["epochs_done"]) == (8, 20)  # as if the line were not there
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("created", 5, "'created' must be str, got 5"),
+    ("samples", "abc", "'samples' must be int, got 'abc'"),
+])
+def test_a_bad_manifest_field_is_one_line_naming_it(tmp_path, key, value, expected):
+    run = make_run(tmp_path / "run")
+    edit_manifest(run, **{key: value})
+    for command in READERS:
+        done = run_cli(command[0], str(run), *command[1:], cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr.splitlines() == [f"wrn-search {command[0]}: error: run_dir: {run / 'run.json'}: {expected}"]
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_readers_never_write_an_empty_study_db(tmp_path):
+    """A 0-byte study.db (a kill before Optuna wrote its schema) stays 0 bytes: refused in one line, exit 2."""
+    run = make_run(tmp_path / "run")
+    (run / "study.db").write_bytes(b"")
+    for command in READERS:
+        done = run_cli(command[0], str(run), *command[1:], cwd=tmp_path)
+        assert (done.returncode, done.stderr.splitlines()) == (2, [
+            f"wrn-search {command[0]}: error: study-storage: {run / 'study.db'} holds no Optuna study "
+            "(0 bytes, no 'studies' table)"])
+        assert (run / "study.db").stat().st_size == 0
+
+
+def test_readers_never_create_a_missing_journal(tmp_path):
+    run = make_run(tmp_path / "run")
+    edit_manifest(run, storage=str(run / "study.log"))
+    done = run_cli("status", str(run), cwd=tmp_path)
+    assert (done.returncode, done.stderr.splitlines()) == (
+        2, [f"wrn-search status: error: study-storage: {run / 'study.log'} does not exist (no study yet?)"])
+    assert not (run / "study.log").exists()
+
+
+def test_a_net_with_more_params_than_int64_holds_stays_readable(tmp_path):
+    run = make_run(tmp_path / "run", trials=(FakeTrial("WRN-10-1", 0.3), FakeTrial("WRN-10-1000000000", 0.1)))
+    huge = load_study(run).trials[1].user_attrs["params"]
+    assert huge > 2**63
+    for command in READERS:
+        done = run_cli(command[0], str(run), *command[1:], cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    results, pareto = write_results(run)
+    assert list(pd.read_csv(results)["params"]) == [77562, pytest.approx(huge)]
+    assert sorted(pd.read_csv(pareto)["number"]) == [0, 1]
+
+
+def test_non_finite_and_unparsable_costs_are_float_or_missing(run_dir):
+    load_study(run_dir).add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.FAIL, user_attrs={"name": "WRN-10-1", "params": math.inf, "macs": "lots"}))
+    row = load_run(run_dir).iloc[-1]
+    assert row["params"] == math.inf and pd.isna(row["macs"])
+    assert load_run(run_dir)["macs"].dtype == "Int64"  # only a column that needs float becomes float
+
+
+def full_disk(limit: int):
+    """Files may grow to ``limit`` bytes, after which a write fails (EFBIG) as on a full disk."""
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@pytest.mark.parametrize("outputs, command", [
+    (("results.csv", "pareto.csv"),
+     ["-c", "import sys; from wrn_search.results import write_results; write_results(sys.argv[1])", "RUN"]),
+    (("report.html",), ["-m", "wrn_search", "report", "RUN", "-o", "RUN/report.html"]),
+])
+def test_a_write_cut_short_leaves_the_previous_file(tmp_path, outputs, command):
+    run = make_run(tmp_path / "run")
+    write_results(run)
+    (run / "report.html").write_text("<p>the previous report</p>")
+    before = {name: (run / name).read_bytes() for name in outputs}
+    add_trials(run, STANDARD_TRIALS[:2])  # new content to write
+    args = [sys.executable] + [arg.replace("RUN", str(run)) for arg in command]
+    limit = min(len(content) for content in before.values()) // 2
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          preexec_fn=full_disk(limit), env={"PYTHONDONTWRITEBYTECODE": "1", **os.environ})
+    assert "[Errno 27] File too large" in done.stderr.splitlines()[-1]  # the write failed, not the process start
+    assert {name: (run / name).read_bytes() for name in outputs} == before
+    assert not [path.name for path in run.iterdir() if path.name.startswith(".")]  # no temp file left behind

@@ -1,10 +1,15 @@
-"""Run-directory files: atomic manifest, durable logs that survive a torn line."""
+"""Run-directory files: atomic manifest, durable logs that survive a torn line, validated reads, read-only studies."""
 
 import json
+import logging
+import subprocess
+import sys
 
+import optuna
 import pytest
+from run_fixtures import make_run
 
-from wrn_search.rundir import RunManifest, append_jsonl, read_jsonl
+from wrn_search.rundir import EPOCH_SCHEMA, RunManifest, StudyRefused, append_jsonl, open_storage, read_jsonl
 
 
 def test_a_line_torn_by_a_kill_does_not_swallow_the_next_record(tmp_path):
@@ -39,3 +44,85 @@ def test_a_manifest_written_before_epoch_budgets_loads_unlimited(tmp_path):
     del data["epoch_budget"]
     (tmp_path / "run.json").write_text(json.dumps(data))
     assert RunManifest.load(tmp_path).epoch_budget is None
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("created", 5, "'created' must be str, got 5"),
+    ("created", "yesterday", "'created' must be an ISO 8601 time, got 'yesterday'"),
+    ("samples", "abc", "'samples' must be int, got 'abc'"),
+    ("samples", True, "'samples' must be int, got True"),
+    ("epoch_budget", 2.5, "'epoch_budget' must be int | None, got 2.5"),
+    ("objectives", ["val_error", 3], "'objectives' must be list[str], got ['val_error', 3]"),
+    ("tune_path", {"a": 1}, "'tune_path' must be str | None, got {'a': 1}"),
+])
+def test_a_manifest_field_of_the_wrong_type_is_refused_naming_it(tmp_path, key, value, expected):
+    RunManifest(name="r", study_name="r-1", storage="sqlite:///x.db", objectives=["val_error"],
+                directions=["minimize"], tune_path="/t", dataset="digits", epochs=3, samples=4).save(tmp_path)
+    data = json.loads((tmp_path / "run.json").read_text())
+    (tmp_path / "run.json").write_text(json.dumps({**data, key: value}))
+    with pytest.raises(ValueError) as refused:
+        RunManifest.load(tmp_path)
+    assert str(refused.value) == f"run_dir: {tmp_path / 'run.json'}: {expected}"
+
+
+def test_bad_lines_are_skipped_with_one_warning_per_log(tmp_path, caplog):
+    log = tmp_path / "epochs.jsonl"
+    good = {"trial_id": "a", "number": 0, "epoch": 1, "val_error": 0.5, "params": 10**30}
+    lines = [good, {"number": 0, "epoch": 2}, {**good, "epoch": "three"}, [1], {**good, "epoch": 2}]
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"trial_id": "a", "ep')
+    with caplog.at_level(logging.WARNING):
+        assert read_jsonl(log, EPOCH_SCHEMA) == [good, {**good, "epoch": 2}]
+        assert read_jsonl(log, EPOCH_SCHEMA) == [good, {**good, "epoch": 2}]  # a poller reads it again
+    assert caplog.messages == [f"wrn-search: warning: {log}: skipped 3 bad line(s) (line 2: no 'trial_id')"]
+    assert read_jsonl(log) == [good, {"number": 0, "epoch": 2}, {**good, "epoch": "three"}, {**good, "epoch": 2}]
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database, just text\n" * 200])
+def test_a_reader_refuses_a_study_file_without_a_study_and_leaves_it_as_it_was(tmp_path, content):
+    path = tmp_path / "study.db"
+    path.write_bytes(content)
+    with pytest.raises(StudyRefused, match=f"^study-storage: {path} (holds no Optuna study|is not a readable SQLite)"):
+        open_storage(f"sqlite:///{path}", read_only=True)
+    assert path.read_bytes() == content
+
+
+def test_a_reader_creates_no_missing_study_file(tmp_path):
+    for url, path in ((f"sqlite:///{tmp_path / 'study.db'}", tmp_path / "study.db"),
+                      (str(tmp_path / "study.log"), tmp_path / "study.log")):
+        with pytest.raises(StudyRefused, match="does not exist"):
+            open_storage(url, read_only=True)
+        assert not path.exists()
+
+
+def test_a_read_only_study_cannot_be_written(tmp_path):
+    run = make_run(tmp_path / "run")
+    before = (run / "study.db").read_bytes()
+    storage = open_storage(f"sqlite:///{run / 'study.db'}", read_only=True)
+    study = optuna.load_study(study_name="run-0000", storage=storage)
+    assert len(study.trials) == 8
+    with pytest.raises(optuna.exceptions.StorageInternalError) as refused:
+        study.set_user_attr("note", "a reader must not write this")
+    assert "readonly database" in str(refused.value.__cause__)
+    assert (run / "study.db").read_bytes() == before
+
+
+def test_a_transaction_cut_by_a_kill_is_not_rolled_back_by_a_reader(tmp_path):
+    """Rolling back a hot journal is a write; a reader names the problem and who can fix it."""
+    run = make_run(tmp_path / "run")
+    writer_killed_mid_transaction = """if True:
+        import os, sqlite3, sys
+        database = sqlite3.connect(sys.argv[1], isolation_level=None)
+        database.execute("PRAGMA cache_size = 1")  # the changes spill to the file before a commit
+        database.execute("BEGIN EXCLUSIVE")
+        database.execute("UPDATE trial_user_attributes SET value_json = value_json || ' '")
+        database.execute("CREATE TABLE filler (x BLOB)")
+        database.executemany("INSERT INTO filler VALUES (?)", [(b"x" * 4000,)] * 100)
+        os._exit(0)
+    """
+    subprocess.run([sys.executable, "-c", writer_killed_mid_transaction, str(run / "study.db")], check=True)
+    journal = run / "study.db-journal"
+    assert journal.stat().st_size > 0
+    before = (run / "study.db").read_bytes(), journal.read_bytes()
+    with pytest.raises(StudyRefused, match="holds a transaction cut by a kill, which only a writer rolls back"):
+        open_storage(f"sqlite:///{run / 'study.db'}", read_only=True)
+    assert ((run / "study.db").read_bytes(), journal.read_bytes()) == before

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from .pareto import pareto_front
-from .rundir import (EPOCH_LOG, PARETO_CSV, RESULTS_CSV, STUDY_FILE, TRIAL_LOG, RunManifest, open_storage,
-                     read_jsonl)
+from .rundir import (EPOCH_LOG, EPOCH_SCHEMA, PARETO_CSV, RESULTS_CSV, STUDY_FILE, TRIAL_LOG, TRIAL_SCHEMA,
+                     RunManifest, open_storage, read_jsonl, write_atomic)
 
 #: Leading columns of :func:`load_run`; user attributes the search adds follow them.
 COLUMNS = [
@@ -26,7 +26,7 @@ COLUMNS = [
     "wall_seconds", "started", "finished", "elapsed_seconds",
 ]
 
-#: Counts, held as nullable integers (a running trial may not know its cost yet).
+#: Counts, held as nullable integers (a running trial may not know its cost yet); see :func:`_counts`.
 INTEGER_COLUMNS = ["number", "depth", "blocks_per_group", "params", "macs", "epochs"]
 
 
@@ -40,24 +40,22 @@ def study_storage(run_dir: Path, manifest: RunManifest) -> str:
 
 
 def open_run_storage(run_dir: Path, manifest: RunManifest):
-    """The run's Optuna storage (SQLite, any SQLAlchemy URL, or a journal file)."""
-    return open_storage(study_storage(run_dir, manifest))
+    """The run's Optuna storage (SQLite, any SQLAlchemy URL, or a journal file), opened read-only."""
+    return open_storage(study_storage(run_dir, manifest), read_only=True)
 
 
 @functools.lru_cache(maxsize=8)
 def _reading_storage(url: str):
-    """One storage (one database engine) per URL for readers that poll, like the live dashboard."""
-    return open_storage(url)
+    """One read-only storage (one database engine) per URL for readers that poll, like the live dashboard."""
+    return open_storage(url, read_only=True)
 
 
 def open_study(run_dir: Path, manifest: RunManifest):
-    """The run's study, read-only in spirit: a missing SQLite file is an error, never created empty."""
+    """The run's study, read-only: a missing or empty study file is an error, never created or written."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = study_storage(run_dir, manifest)
-    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
-        raise ValueError(f"run_dir: {run_dir} has no study yet ({storage} is missing)")
     try:
         return optuna.load_study(study_name=manifest.study_name, storage=_reading_storage(storage))
     except KeyError:
@@ -71,8 +69,7 @@ def load_curves(run_dir: str | Path) -> pd.DataFrame:
     earlier line of that trial at the same or a later epoch, so the curve is
     the latest attempt's (a restart from epoch 1 discards the whole old curve).
     """
-    records = [r for r in read_jsonl(Path(run_dir) / EPOCH_LOG)
-               if r.get("number") is not None and r.get("epoch") is not None]
+    records = [r for r in read_jsonl(Path(run_dir) / EPOCH_LOG, EPOCH_SCHEMA) if r.get("number") is not None]
     frame = pd.DataFrame.from_records(records)
     if frame.empty:
         return pd.DataFrame(columns=["number", "trial_id", "name", "epoch", "val_error", "epoch_seconds", "time"])
@@ -92,7 +89,7 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
     created = datetime.fromisoformat(manifest.created).timestamp()
     curves = load_curves(run_dir)
     last_epochs = curves.groupby("number").tail(1).set_index("number") if len(curves) else curves
-    ends = {r["number"]: r for r in read_jsonl(run_dir / TRIAL_LOG) if "number" in r}
+    ends = {r["number"]: r for r in read_jsonl(run_dir / TRIAL_LOG, TRIAL_SCHEMA)}
     seconds = curves.groupby("number")["epoch_seconds"].sum() if "epoch_seconds" in curves else pd.Series()
     rows = []
     for trial in study.get_trials(deepcopy=False):
@@ -121,7 +118,7 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
         if column not in frame:
             frame[column] = pd.Series(dtype=object if column in ("trial_id", "name", "block", "outcome") else float)
     for column in INTEGER_COLUMNS:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").round().astype("Int64")
+        frame[column] = _counts(frame[column])
     if "retry_of" in frame:  # an errored trial that a resume re-ran as a new trial
         retried = frame["retry_of"].dropna().astype(int)
         frame.loc[frame["number"].isin(retried), "outcome"] = "retried"
@@ -132,10 +129,23 @@ def write_results(run_dir: str | Path) -> tuple[Path, Path]:
     """Write ``results.csv`` (every trial) and ``pareto.csv`` (``study.best_trials``); return their paths."""
     run_dir = Path(run_dir).resolve()
     frame = load_run(run_dir)
+    front = pareto_front(frame, RunManifest.load(run_dir).objectives)
     paths = run_dir / RESULTS_CSV, run_dir / PARETO_CSV
-    frame.to_csv(paths[0], index=False)
-    pareto_front(frame, RunManifest.load(run_dir).objectives).to_csv(paths[1], index=False)
+    for path, table in zip(paths, (frame, front)):
+        write_atomic(path, table.to_csv(index=False))  # a kill mid-write leaves the previous file
     return paths
+
+
+def _counts(values: pd.Series) -> pd.Series:
+    """Whole numbers as nullable int64, or the column as float when a value does not fit int64.
+
+    A trial may report anything (a widen factor of 1e9 has more params than int64 holds, a cost may
+    be infinite); its row stays readable, as float, rather than crash every reader of the run.
+    """
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    if (numbers.abs() < 2.0**63).where(numbers.notna(), True).all():
+        return numbers.round().astype("Int64")
+    return numbers
 
 
 def _missing(value) -> bool:

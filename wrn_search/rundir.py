@@ -7,13 +7,19 @@ run can be inspected with ``cat`` and survives a kill of any process.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sqlite3
 import tempfile
+import types
+import typing
+from contextlib import closing
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
+from .checks import is_int
 
 FORMAT_VERSION = 1
 MANIFEST = "run.json"
@@ -27,6 +33,8 @@ RESULTS_CSV = "results.csv"
 PARETO_CSV = "pareto.csv"
 TUNE_DIR = "tune"
 STUDY_FILE = "study.db"
+#: Optuna's table of studies: a SQLite file without it holds no study.
+OPTUNA_STUDY_TABLE = "studies"
 #: A simulated run's study: Optuna's journal file, written in one go when the simulation ends.
 STUDY_JOURNAL = "study.log"
 #: A simulated run's table, seed, workers and simulated seconds.
@@ -82,31 +90,87 @@ class RunManifest:
         missing = known - set(data) - {"epoch_budget", "table", "experiment", "created", "wrn_search_version"}
         if missing:
             raise ValueError(f"run_dir: {path} lacks keys {sorted(missing)}")
-        return cls(**{key: value for key, value in data.items() if key in known})
+        values = {key: value for key, value in data.items() if key in known}
+        # A hand-edited or corrupt field fails here, naming itself, not later as a traceback in a reader.
+        for key, hint in typing.get_type_hints(cls).items():
+            if key in values and not _has_type(values[key], hint):
+                raise ValueError(f"run_dir: {path}: {key!r} must be {_type_name(hint)}, got {values[key]!r}")
+        if "created" in values:  # load_run counts elapsed seconds from it
+            try:
+                datetime.fromisoformat(values["created"])
+            except ValueError:
+                raise ValueError(f"run_dir: {path}: 'created' must be an ISO 8601 time, "
+                                 f"got {values['created']!r}") from None
+        return cls(**values)
 
 
-def open_storage(url: str):
-    """An Optuna storage: a SQLAlchemy URL, or a journal file (a path ending in .log or .jsonl)."""
+class StudyRefused(ValueError):
+    """A study file that a reader will not open (missing, or no Optuna study in it)."""
+
+
+def open_storage(url: str, read_only: bool = False):
+    """An Optuna storage: a SQLAlchemy URL, or a journal file (a path ending in .log or .jsonl).
+
+    ``read_only`` (``status``, ``pareto``, ``report``, ``dashboard``, ``export``) never writes to the study:
+    Optuna would create a missing journal file, or its schema in an empty database, on open. A reader
+    refuses a missing or empty study in one line, opens SQLite files read-only and creates no tables.
+    """
     import optuna
 
+    journal = "://" not in url and url.endswith((".log", ".jsonl"))
     try:
-        if "://" not in url and url.endswith((".log", ".jsonl")):
+        if journal:
             from optuna.storages.journal import JournalFileBackend
 
+            if read_only and not Path(url).is_file():
+                raise StudyRefused(f"study-storage: {url} does not exist (no study yet?)")
             return optuna.storages.JournalStorage(JournalFileBackend(url))
-        return optuna.storages.RDBStorage(url)
+        return optuna.storages.RDBStorage(_read_only_url(url) if read_only else url, skip_table_creation=read_only)
+    except StudyRefused:
+        raise
     except Exception as error:  # SQLAlchemy raises many kinds; all mean "cannot open"
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(f"study-storage: cannot open {url!r}: {reason}") from None
 
 
+def _read_only_url(url: str) -> str:
+    """``url``, made to open a SQLite file read-only once the file is known to hold Optuna's tables.
+
+    Checked first: Optuna, finding no tables, would try to write them, and fail on a
+    read-only file with a misleading error.
+    """
+    from sqlalchemy.engine import URL, make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return url
+    path = Path(parsed.database)
+    if not path.is_file():
+        raise StudyRefused(f"study-storage: {path} does not exist (no study yet?)")
+    uri = path.resolve().as_uri()
+    try:
+        with closing(sqlite3.connect(f"{uri}?mode=ro", uri=True)) as database:
+            tables = {name for (name,) in database.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as error:
+        if getattr(error, "sqlite_errorname", None) == "SQLITE_READONLY_ROLLBACK":
+            raise StudyRefused(f"study-storage: {path} holds a transaction cut by a kill, which only a writer rolls "
+                               f"back (`wrn-search resume`, or `sqlite3 {path} 'PRAGMA quick_check'`)") from None
+        raise StudyRefused(f"study-storage: {path} is not a readable SQLite database ({error})") from None
+    if OPTUNA_STUDY_TABLE not in tables:
+        raise StudyRefused(f"study-storage: {path} holds no Optuna study ({path.stat().st_size} bytes, "
+                           f"no {OPTUNA_STUDY_TABLE!r} table)")
+    query = {**parsed.query, "mode": "ro", "uri": "true"}
+    return URL.create(parsed.drivername, database=uri, query=query).render_as_string(hide_password=False)
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file and a rename: readers never see half a file."""
+    """Write ``text`` (as UTF-8) to ``path`` through a temp file and a rename: readers never see half a file,
+    and a kill or a full disk mid-write leaves the old file."""
     path = Path(path)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.chmod(temp, 0o644)  # mkstemp makes it private; these are plain result files
-        with os.fdopen(handle, "w") as file:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
@@ -140,20 +204,91 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
         os.fsync(file.fileno())
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """All complete records of a JSONL log; a line torn by a kill is skipped."""
+@dataclass(frozen=True)
+class LogSchema:
+    """What readers rely on in the lines of a JSONL log: the type of each field, and the fields every line has."""
+
+    types: dict[str, typing.Any]
+    required: tuple[str, ...]
+
+    def problem(self, record: dict) -> str | None:
+        """Why ``record`` breaks the schema, or None."""
+        for key in self.required:
+            if key not in record:
+                return f"no {key!r}"
+        for key, hint in self.types.items():
+            if key in record and not _has_type(record[key], hint):
+                return f"{key!r} must be {_type_name(hint)}, got {record[key]!r}"
+        return None
+
+
+#: A JSON number (``NaN`` and ``Infinity`` included, and integers of any size).
+Number = int | float
+#: The fields of ``epochs.jsonl`` that the results, the curves and the epoch count read.
+EPOCH_SCHEMA = LogSchema(
+    types={"trial_id": str, "number": int | None, "name": str | None, "epoch": int, "val_error": Number | None,
+           "epoch_seconds": Number | None, "params": Number | None, "macs": Number | None, "outcome": str,
+           "time": Number},
+    required=("trial_id", "epoch"),
+)
+#: The fields of ``trials.jsonl`` that the results read.
+TRIAL_SCHEMA = LogSchema(
+    types={"number": int, "trial_id": str | None, "name": str | None, "state": str, "outcome": str, "epochs": int,
+           "val_error": Number | None, "params": Number | None, "macs": Number | None, "started": Number | None,
+           "time": Number | None},
+    required=("number",),
+)
+
+_log = logging.getLogger(__name__)
+#: Warnings given already: a poller (the live dashboard) re-reads the same bad line every few seconds.
+_warned: set[str] = set()
+
+
+def read_jsonl(path: Path, schema: LogSchema | None = None) -> list[dict]:
+    """All complete records of a JSONL log that are JSON objects and fit ``schema``.
+
+    A line torn by a kill is skipped silently; any other bad line (corruption, a hand edit) is
+    skipped with one warning per log, so one bad line never hides a whole run.
+    """
     path = Path(path)
     if not path.is_file():
         return []
-    records = []
-    for line in path.read_text().splitlines():
+    records, bad = [], []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(record, dict):
+        problem = "not a JSON object" if not isinstance(record, dict) else schema and schema.problem(record)
+        if problem:
+            bad.append(f"line {number}: {problem}")
+        else:
             records.append(record)
+    if bad:
+        _warn_once(f"wrn-search: warning: {path}: skipped {len(bad)} bad line(s) ({bad[0]})")
     return records
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        _log.warning(message)
+
+
+def _has_type(value: typing.Any, hint: typing.Any) -> bool:
+    """Whether a JSON value has the annotated type: a union, ``list[X]``, None or a class (a bool is no int)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_has_type(value, member) for member in typing.get_args(hint))
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_has_type(member, item) for member in value)
+    if hint is type(None):
+        return value is None
+    return is_int(value) if hint is int else isinstance(value, hint)
+
+
+def _type_name(hint: typing.Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint)
 
 
 #: What ``epochs.jsonl`` keeps of a reported epoch.
@@ -180,8 +315,8 @@ def trained_epochs(run_dir: str | Path) -> dict[str, int]:
     """The highest epoch each Ray trial id logged in ``epochs.jsonl``: the epochs spent against
     ``search.epoch_budget``."""
     trained: dict[str, int] = {}
-    for record in read_jsonl(Path(run_dir) / EPOCH_LOG):
-        count_epoch(trained, record["trial_id"], record.get("epoch"))
+    for record in read_jsonl(Path(run_dir) / EPOCH_LOG, EPOCH_SCHEMA):
+        count_epoch(trained, record["trial_id"], record["epoch"])
     return trained
 
 

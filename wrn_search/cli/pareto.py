@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     volume = hypervolume(front[objectives].to_numpy(dtype=float), reference)
     print(f"{'#':>4} {'name':<28} {'params':>12} {'MACs':>14} {'val error':>9} {'epochs':>6}  trial id")
     for row in rows.itertuples(index=False):
-        print(f"{row.number:>4} {row.name:<28} {row.params:>12,} {row.macs:>14,} {row.val_error:>9.4f} "
+        # Costs are float when one is beyond int64 (load_run); ",.0f" prints both kinds as whole numbers.
+        print(f"{row.number:>4} {row.name:<28} {row.params:>12,.0f} {row.macs:>14,.0f} {row.val_error:>9.4f} "
               f"{row.epochs:>6}  {row.trial_id}")
     early = int((frame["state"] == "PRUNED").sum())
     print(f"{len(front)} of {len(frame)} trials on the front ({early} stopped early, not eligible); "

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     best = summary["best"]
     if best:
         print(f"best so far: #{best['number']} {best['name']}  val error {best['val_error']:.4f}  "
-              f"params {best['params']:,}  MACs {best['macs']:,}")
+              f"params {best['params']:,.0f}  MACs {best['macs']:,.0f}")  # float when beyond int64
     todo = summary["resume_would"]
     if todo is None:
         print(f"a simulated run over the table {summary['table']}; to change its budgets, simulate again")
