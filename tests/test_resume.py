@@ -80,6 +80,8 @@ def test_kills_interrupts_and_a_lagging_snapshot_lose_no_work(tmp_path):
     run_dir = tmp_path / "runs" / "killed"
     run = ["run", str(space), "--name", "killed", "--storage-path", "runs", "--quiet"]
 
+    run_dir.mkdir(parents=True)
+    (run_dir / "space.yaml").write_text("dimensions: {dep")  # a kill before run.json: not a run yet
     driver = start_cli(tmp_path, *run)
     wait_for(lambda: (run_dir / "run.json").exists(), 120, "the run directory")
     signal_group(driver, signal.SIGKILL)

@@ -31,7 +31,7 @@ from ray.tune.schedulers import HyperBandScheduler, MedianStoppingRule, TrialSch
 
 from .checkpoints import storage_fs, trial_dirname
 from .data import Dataset, dataset_info, load_dataset
-from .lock import run_dir_lock
+from .lock import LOCK_FILE, run_dir_lock
 from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_FILE, TUNE_DIR, RunManifest,
                      append_jsonl, epoch_record, open_storage)
 from .results import open_study, write_results
@@ -339,6 +339,11 @@ def has_snapshot(tune_path: str) -> bool:
                for info in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True)))
 
 
+def never_started(run_dir: Path) -> bool:
+    """A directory a killed ``run`` left before it wrote ``run.json``: nothing in it but what comes first."""
+    return set(os.listdir(run_dir)) <= {SPACE_FILE, LOCK_FILE}
+
+
 def run_search(
     space: SearchSpace | str,
     name: str | None = None,
@@ -355,7 +360,7 @@ def run_search(
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"name: {name!r} is not a valid run name (no '/', not starting with '.')")
     run_dir, tune_storage = run_dir_for(name, storage_path)
-    if run_dir.exists():
+    if run_dir.exists() and not never_started(run_dir):
         raise FileExistsError(f"run directory {run_dir} exists; continue it with `wrn-search resume {run_dir}`")
     make_sampler(space)  # fails now, not in Ray, if the sampler cannot be built
     if study_storage is not None:
@@ -363,7 +368,7 @@ def run_search(
     dataset = load_space_dataset(space)
     with ray_session(address):
         trainable = build_trainable(space, dataset, f"{tune_storage}/{TUNE_DIR}")
-        run_dir.mkdir(parents=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
         with run_dir_lock(run_dir, "wrn-search run"):
             try:
                 manifest = init_run_dir(space, run_dir, name, f"{tune_storage}/{TUNE_DIR}", study_storage, argv)
