@@ -1,9 +1,11 @@
 """The pre-activation Wide ResNet, built from a :class:`~wrn_search.spec.WRNSpec`.
 
-Follows the official code (szagoruyko/wide-residual-networks): every conv is
-preceded by BN-ReLU, dropout sits between the convs of a block, and a 1x1
-projection shortcut (fed by the block's pre-activated input) appears only where
-the width or the resolution changes.
+The architecture follows the official code (szagoruyko/wide-residual-networks):
+every conv is preceded by BN-ReLU, dropout sits between the convs of a block,
+and a 1x1 projection shortcut (fed by the block's pre-activated input) appears
+only where the width or the resolution changes. The default initialisation is
+torchvision's ResNet one (He fan-out convs, BN weight 1); ``init="official"``
+is the official PyTorch code's (He fan-in convs and linear, BN weight U(0, 1)).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .recipe import INITS
 from .spec import GROUP_STRIDES, STEM_WIDTH, WRNSpec
 
 
@@ -40,7 +43,7 @@ class WideBlock(nn.Module):
 class WideResNet(nn.Module):
     """Stem conv, three groups of :class:`WideBlock`, BN-ReLU, global average pool, linear."""
 
-    def __init__(self, spec: WRNSpec, num_classes: int = 10, in_channels: int = 3):
+    def __init__(self, spec: WRNSpec, num_classes: int = 10, in_channels: int = 3, init: str = "torchvision"):
         super().__init__()
         self.spec = spec
         self.stem = nn.Conv2d(in_channels, STEM_WIDTH, 3, 1, 1, bias=False)
@@ -58,16 +61,20 @@ class WideResNet(nn.Module):
         self.head_act = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
-        self._init_weights()
+        self._init_weights(init)
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, init: str) -> None:
+        """torchvision's ResNet init, or the official code's (its ``conv_params``, ``bnparams``, ``linear_params``)."""
+        official = init == "official"
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.kaiming_normal_(module.weight, mode="fan_in" if official else "fan_out", nonlinearity="relu")
             elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
+                nn.init.uniform_(module.weight) if official else nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
+                if official:
+                    nn.init.kaiming_normal_(module.weight)
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -75,12 +82,16 @@ class WideResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-def build_model(spec: WRNSpec | str, num_classes: int = 10, in_channels: int = 3) -> WideResNet:
-    """Build the WRN named by ``spec`` (a :class:`WRNSpec` or a name such as ``"WRN-28-10"``)."""
+def build_model(spec: WRNSpec | str, num_classes: int = 10, in_channels: int = 3,
+                init: str = "torchvision") -> WideResNet:
+    """Build the WRN named by ``spec`` (a :class:`WRNSpec` or a name such as ``"WRN-28-10"``); ``init`` is
+    "torchvision" or "official" (see the module docstring)."""
     if isinstance(spec, str):
         spec = WRNSpec.parse(spec)
     if num_classes < 1:
         raise ValueError(f"num_classes: must be >= 1, got {num_classes}")
     if in_channels < 1:
         raise ValueError(f"in_channels: must be >= 1, got {in_channels}")
-    return WideResNet(spec, num_classes, in_channels)
+    if init not in INITS:
+        raise ValueError(f"init: must be one of {', '.join(INITS)}, got {init!r}")
+    return WideResNet(spec, num_classes, in_channels, init)

@@ -19,6 +19,7 @@ from .checks import is_number, require_bool, require_choice, require_int, requir
 #: Batch augmentations (implemented by ``wrn_search.loader``, whose AUGMENTATIONS must equal this).
 AUGMENTATIONS = ("crop_flip", "none")
 SCHEDULES = ("step", "cosine")
+INITS = ("torchvision", "official")
 PRECISIONS = ("auto", "bf16", "fp32")
 #: Torch device types a net trains on; ``device`` is "auto", a type, or a type and an index ("cuda:1").
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
@@ -31,9 +32,22 @@ Check = Callable[[Any, str], Any]
 _DEVICE = re.compile(rf"(?:{'|'.join(DEVICE_TYPES)})(?::\d+)?")
 
 
-def _checked(default: Any, check: Check) -> Any:
-    """A dataclass field whose values ``check`` validates: the field list is the one list of keys."""
-    return field(default=default, metadata={"check": check})
+def _checked(default: Any, check: Check, help: str, parse: Callable[[str], Any],
+             choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field whose values ``check`` validates: the field list is the one list of keys.
+
+    ``help``, ``parse`` (the command-line type; ``bool`` gives ``--x/--no-x``) and ``choices``
+    make it a flag of ``wrn-search train`` (:func:`wrn_search.cli.train.add_recipe_arguments`).
+    """
+    return field(default=default, metadata={"check": check, "help": help, "parse": parse, "choices": choices})
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    """``0.5,0.75`` from the command line."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"must be comma-separated fractions such as 0.5,0.75, got {text!r}") from None
 
 
 def _optional(check: Check) -> Check:
@@ -56,29 +70,46 @@ def _device(value: Any, where: str) -> None:
 class TrainConfig:
     """The training recipe (paper defaults) and where to run it; every field is checked on construction."""
 
-    epochs: int = _checked(200, lambda value, where: require_int(value, where, 1))
-    batch_size: int = _checked(128, lambda value, where: require_int(value, where, 1))
-    lr: float = _checked(0.1, lambda value, where: require_number(value, where, 0, open_low=True))
-    momentum: float = _checked(0.9, lambda value, where: require_number(value, where, 0, 1, open_high=True))
-    nesterov: bool = _checked(True, require_bool)
-    weight_decay: float = _checked(5e-4, lambda value, where: require_number(value, where, 0))
+    epochs: int = _checked(200, lambda value, where: require_int(value, where, 1), "epochs (default 200)", int)
+    batch_size: int = _checked(128, lambda value, where: require_int(value, where, 1), "batch size (default 128)", int)
+    lr: float = _checked(0.1, lambda value, where: require_number(value, where, 0, open_low=True),
+                         "initial learning rate (default 0.1)", float)
+    momentum: float = _checked(0.9, lambda value, where: require_number(value, where, 0, 1, open_high=True),
+                               "SGD momentum (default 0.9)", float)
+    nesterov: bool = _checked(True, require_bool, "Nesterov momentum (default on)", bool)
+    weight_decay: float = _checked(5e-4, lambda value, where: require_number(value, where, 0),
+                                   "weight decay (default 5e-4)", float)
     #: "step": lr x ``gamma`` at each of ``milestones`` (fractions of ``epochs``); "cosine": cosine to 0.
-    schedule: str = _checked("step", lambda value, where: require_choice(value, where, SCHEDULES))
-    milestones: tuple[float, ...] = _checked((0.3, 0.6, 0.8), _milestones)
-    gamma: float = _checked(0.2, lambda value, where: require_number(value, where, 0, 1, open_low=True))
-    label_smoothing: float = _checked(0.0, lambda value, where: require_number(value, where, 0, 1, open_high=True))
+    schedule: str = _checked("step", lambda value, where: require_choice(value, where, SCHEDULES),
+                             "lr x gamma at the milestones (step, default) or cosine to 0", str, SCHEDULES)
+    milestones: tuple[float, ...] = _checked((0.3, 0.6, 0.8), _milestones,
+                                             "step schedule: fractions of the epochs, e.g. 0.5,0.75 "
+                                             "(default 0.3,0.6,0.8: epochs 60/120/160 of 200)", _fractions)
+    gamma: float = _checked(0.2, lambda value, where: require_number(value, where, 0, 1, open_low=True),
+                            "step schedule: lr factor at each milestone (default 0.2)", float)
+    label_smoothing: float = _checked(0.0, lambda value, where: require_number(value, where, 0, 1, open_high=True),
+                                      "label smoothing (default 0)", float)
     #: Batch augmentation, "crop_flip" or "none"; None takes the dataset's default.
-    augment: str | None = _checked(None, _optional(lambda value, where: require_choice(value, where, AUGMENTATIONS)))
+    augment: str | None = _checked(None, _optional(lambda value, where: require_choice(value, where, AUGMENTATIONS)),
+                                   "default: the dataset's (crop_flip for CIFAR, none for SVHN)", str, AUGMENTATIONS)
+    #: "torchvision": He fan-out convs, BN weight 1; "official": as the paper's PyTorch code (He fan-in
+    #: convs and linear, BN weight U(0, 1)).
+    init: str = _checked("torchvision", lambda value, where: require_choice(value, where, INITS),
+                         "weight init: torchvision (default) or official (the paper's code)", str, INITS)
     #: "auto" (bf16 autocast where the device supports it), "bf16" or "fp32".
-    precision: str = _checked("auto", lambda value, where: require_choice(value, where, PRECISIONS))
+    precision: str = _checked("auto", lambda value, where: require_choice(value, where, PRECISIONS),
+                              "auto (default): bf16 autocast where the device has native bf16", str, PRECISIONS)
     #: None: channels_last on (it pays off on GPUs and on oneDNN CPUs).
-    channels_last: bool | None = _checked(None, _optional(require_bool))
-    compile: bool = _checked(False, require_bool)
+    channels_last: bool | None = _checked(None, _optional(require_bool), "channels_last memory format (default on)",
+                                          bool)
+    compile: bool = _checked(False, require_bool, "torch.compile the model (default off)", bool)
     #: "auto" (CUDA if available, else CPU) or a device such as "cpu" or "cuda:1".
-    device: str = _checked("auto", _device)
-    seed: int = _checked(0, lambda value, where: require_int(value, where, 0))
+    device: str = _checked("auto", _device, "auto (default), cpu, cuda, cuda:1, ...", str)
+    seed: int = _checked(0, lambda value, where: require_int(value, where, 0),
+                         "seed of initialisation, shuffling and dropout (default 0)", int)
     #: Sets torch's intra-op threads (process-wide) when given; None leaves them alone.
-    num_threads: int | None = _checked(None, _optional(lambda value, where: require_int(value, where, 1)))
+    num_threads: int | None = _checked(None, _optional(lambda value, where: require_int(value, where, 1)),
+                                       "CPU threads for torch (default: torch's)", int)
 
     def __post_init__(self) -> None:
         for spec in fields(self):

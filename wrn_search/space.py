@@ -29,7 +29,7 @@ import yaml
 
 from .budget import Budget, CostModel, width_span
 from .checks import is_int, is_number, require_bool, require_choice, require_int, require_number
-from .data import dataset_info
+from .data import Dataset, dataset_info, load_dataset
 from .recipe import TrainConfig
 from .spec import WRNSpec, format_block, parse_block, round_widen_factor, valid_depths_near
 
@@ -125,6 +125,13 @@ class DatasetSection:
     root: str | None = None
     download: bool = False
     val_fraction: float = 0.1
+    #: SVHN only: add the 531k ``extra`` images to the training set, as the paper does.
+    extra: bool = False
+
+    def load(self, seed: int) -> Dataset:
+        """The dataset with its seeded validation split (torch-free: numpy arrays)."""
+        return load_dataset(self.name, root=self.root, download=self.download, val_fraction=self.val_fraction,
+                            seed=seed, **({"extra": True} if self.extra else {}))
 
 
 @dataclass(frozen=True)
@@ -435,6 +442,7 @@ def _build(document: Any, source: str) -> SearchSpace:
         blocks, widths = _product(architecture, model, budget)
     space = SearchSpace(architecture, listed, blocks, widths, hyperparameters, dataset, training, budget, search,
                         resources, source)
+    _check_dropout_blocks(space)
     if space.feasible_count > MAX_ARCHITECTURES:
         raise ValueError(f"{'architectures' if listed is not None else 'dimensions'}: {space.feasible_count:,} "
                          f"feasible architectures; at most {MAX_ARCHITECTURES:,} (a coarser widen_factor step, "
@@ -442,6 +450,19 @@ def _build(document: Any, source: str) -> SearchSpace:
     if search.sampler == "grid":
         _check_grid(space)
     return space
+
+
+def _check_dropout_blocks(space: SearchSpace) -> None:
+    """Searched dropout needs blocks of two or more convs: dropout sits between a block's convs."""
+    axis = space.hyperparameters.get("dropout")
+    if axis is None or max(axis.choices or [axis.high]) == 0:
+        return
+    kernels = [spec.kernels for spec in space.listed] if space.listed is not None else [b.kernels for b in space.blocks]
+    single = next((k for k in kernels if len(k) == 1), None)
+    if single is not None:
+        raise ValueError(f"dimensions.dropout: {format_block(single)} has one conv per block, with no place for "
+                         "dropout (it sits between a block's convs); search dropout only over blocks of two or "
+                         "more convs")
 
 
 def _check_grid(space: SearchSpace) -> None:
@@ -621,6 +642,9 @@ def _dataset(raw: Any) -> DatasetSection:
     if values["root"] is not None and not isinstance(values["root"], str):
         raise ValueError(f"dataset.root: must be a path or null, got {values['root']!r}")
     require_bool(values["download"], "dataset.download")
+    require_bool(values["extra"], "dataset.extra")
+    if values["extra"] and values["name"] != "svhn":
+        raise ValueError(f"dataset.extra: only svhn has an extra split, not {values['name']!r}")
     # A search selects on validation error, so it needs a validation split.
     require_number(values["val_fraction"], "dataset.val_fraction", 0, 1, open_low=True, open_high=True)
     return DatasetSection(**values)

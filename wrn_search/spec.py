@@ -108,6 +108,9 @@ class WRNSpec:
         validate_kernels(kernels)
         object.__setattr__(self, "kernels", kernels)
         p = require_number(self.dropout, "dropout", 0, 1, open_high=True)
+        if p and len(kernels) == 1:
+            raise ValueError(f"dropout: {format_block(kernels)} has one conv per block and dropout sits between "
+                             f"a block's convs; use dropout 0 or a block of two or more convs")
         object.__setattr__(self, "dropout", round(float(p), DECIMALS))  # names carry it exactly, like k
 
     # -- naming ---------------------------------------------------------------

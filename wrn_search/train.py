@@ -36,6 +36,8 @@ from .recipe import TrainConfig
 from .spec import WRNSpec
 
 CHECKPOINT_FORMAT = "wrn-search-checkpoint-v1"
+#: Identity fields newer than the format, with the value a checkpoint written before them was trained with.
+ADDED_LATER = {("config", "init"): "torchvision"}
 #: The checkpoint's file name in a trial's (or ``wrn-search train``'s) output directory.
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -114,7 +116,7 @@ class Trainer:
         try:
             with torch.random.fork_rng(devices=[]):  # initialise from the run's seed, leave the global RNG alone
                 torch.manual_seed(derive_seed(config.seed, _INIT_STREAM))
-                model = build_model(spec, info.num_classes, info.in_channels)
+                model = build_model(spec, info.num_classes, info.in_channels, config.init)
             memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
             self.model = model.to(self.device, memory_format=memory_format)
             self._forward: nn.Module = torch.compile(self.model) if config.compile else self.model
@@ -304,7 +306,7 @@ class Trainer:
             f"{key}.{name}: checkpoint {state.get(key, {}).get(name)!r}, now {value!r}"
             for key, expected in self._identity().items()
             for name, value in expected.items()
-            if not isinstance(state.get(key), dict) or state[key].get(name) != value
+            if not isinstance(state.get(key), dict) or state[key].get(name, ADDED_LATER.get((key, name))) != value
         ]
         if differences:
             raise CheckpointError(f"checkpoint: {path} belongs to a different run ({'; '.join(differences)})")

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 
+from ..recipe import TrainConfig
 from ..space import SearchSpace, load_space
 from ..spec import WRNSpec
 
@@ -32,6 +33,8 @@ def summarize(space: SearchSpace) -> dict:
         "source": space.source,
         **{key: document[key] for key in ("dimensions", "architectures") if key in document},
         "dataset": document["dataset"],
+        # The whole recipe a trial trains with: the space's training section over the paper's defaults.
+        "training": TrainConfig(**space.training).to_dict(),
         "budget": document["budget"],
         "search": document["search"],
         "feasible_count": space.feasible_count,
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
         return 0
     print(f"search space {summary['source']}")
-    for section in ("dimensions", "architectures", "dataset", "budget", "search"):
+    for section in ("dimensions", "architectures", "dataset", "training", "budget", "search"):
         if section in summary:
             print(f"  {section}: {json.dumps(summary[section])}")
     searched = ", ".join(summary["continuous"])

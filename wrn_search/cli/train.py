@@ -11,11 +11,12 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 
-from ..recipe import AUGMENTATIONS, PRECISIONS, SCHEDULES, TrainConfig
+from ..recipe import RUNTIME_FIELDS, TrainConfig
+from ..rundir import write_atomic
 
 HELP = "train one WRN (e.g. WRN-16-4) on a dataset with the paper's recipe; resumable"
 
@@ -31,22 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--val-fraction", type=float, default=0.1,
                       help="share of the training set held out for validation (default 0.1)")
     data.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation split (default 0)")
+    data.add_argument("--extra", action="store_true",
+                      help="svhn: add the 531k extra images to the training set (the paper's train+extra)")
     recipe = parser.add_argument_group("recipe (defaults: the WRN paper's)")
-    recipe.add_argument("--epochs", type=int, help="epochs (default 200)")
-    recipe.add_argument("--batch-size", type=int, help="batch size (default 128)")
-    recipe.add_argument("--lr", type=float, help="initial learning rate (default 0.1)")
-    recipe.add_argument("--weight-decay", type=float, help="weight decay (default 5e-4)")
-    recipe.add_argument("--schedule", choices=SCHEDULES, help="lr x0.2 at 30/60/80%% (step, default) or cosine")
-    recipe.add_argument("--label-smoothing", type=float, help="label smoothing (default 0)")
     recipe.add_argument("--dropout", type=float, help="dropout between convs; overrides a -dP in SPEC")
-    recipe.add_argument("--augment", choices=AUGMENTATIONS, help="default: the dataset's (crop_flip for CIFAR)")
-    recipe.add_argument("--seed", type=int, help="seed of initialisation, shuffling and dropout (default 0)")
-    runtime = parser.add_argument_group("runtime")
-    runtime.add_argument("--precision", choices=PRECISIONS,
-                         help="auto (default): bf16 autocast where the device has native bf16")
-    runtime.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
-    runtime.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    runtime.add_argument("--threads", type=int, dest="num_threads", help="CPU threads for torch")
+    add_recipe_arguments(recipe, parser.add_argument_group("runtime"))
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, help="run directory (default ./wrn-runs/train/<SPEC>-<dataset>)")
     output.add_argument("--resume", action="store_true",
@@ -55,19 +45,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
 
 
-CONFIG_ARGS = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "label_smoothing", "augment", "seed",
-               "precision", "device", "compile", "num_threads")
+#: Flags whose name is not the field's (kept for the command line users know).
+FLAG_NAMES = {"num_threads": "--threads"}
+
+
+def add_recipe_arguments(recipe: argparse._ArgumentGroup, runtime: argparse._ArgumentGroup) -> None:
+    """One flag per :class:`TrainConfig` field, from the field's own help, type and choices."""
+    for spec in fields(TrainConfig):
+        meta = spec.metadata
+        group = runtime if spec.name in RUNTIME_FIELDS else recipe
+        flag = FLAG_NAMES.get(spec.name, "--" + spec.name.replace("_", "-"))
+        if meta["parse"] is bool:
+            group.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction, help=meta["help"])
+        else:
+            group.add_argument(flag, dest=spec.name, type=meta["parse"], choices=meta["choices"], help=meta["help"])
+
+
+def recipe_from(args: argparse.Namespace) -> TrainConfig:
+    """The recipe the flags give, on top of the paper's defaults."""
+    return TrainConfig(**{spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
+                          if getattr(args, spec.name) is not None})
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..data import load_dataset
+    from ..epoch_bar import epoch_bar
     from ..spec import WRNSpec
     from ..train import CHECKPOINT_FILE, OutOfMemory, Trainer
 
     spec = WRNSpec.parse(args.spec, dropout=args.dropout)
-    config = TrainConfig(**{name: getattr(args, name) for name in CONFIG_ARGS if getattr(args, name) is not None})
+    config = recipe_from(args)
     out = args.out or Path("wrn-runs", "train", f"{spec.name}-{args.dataset}")
     checkpoint = out / CHECKPOINT_FILE
     if out.exists() and not out.is_dir():
@@ -76,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"--out: {out} already holds a checkpoint; pass --resume to continue it "
                               "or choose another --out")
     dataset = load_dataset(args.dataset, root=args.data_root, download=args.download,
-                           val_fraction=args.val_fraction, seed=args.split_seed)
+                           val_fraction=args.val_fraction, seed=args.split_seed,
+                           **({"extra": True} if args.extra else {}))
     try:
         trainer = Trainer(spec, dataset, config)
     except OutOfMemory as error:
@@ -88,13 +96,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrn-search train: no checkpoint in {out}; starting at epoch 0", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
 
-    with tqdm(total=config.epochs, initial=trainer.epoch, desc=spec.name, unit="epoch", file=sys.stderr) as bar:
+    with epoch_bar(spec.name, config.epochs, trainer.epoch) as advance:
         def on_epoch(metrics: dict) -> None:
             write_metrics(out, trainer.history)
             if metrics["outcome"] == "completed":
                 trainer.save_checkpoint(checkpoint)
-                bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", val_error=metrics["val_error"])
-                bar.update()
+            advance(metrics)
 
         result = trainer.fit(on_epoch)
 
@@ -106,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if args.test:
         test_error, test_loss = trainer.evaluate("test") if result.outcome == "completed" else (None, None)
         summary.update(test_error=test_error, test_loss=test_loss)
-    write_atomically(out / "result.json", json.dumps(summary, indent=2) + "\n")
+    write_atomic(out / "result.json", json.dumps(summary, indent=2) + "\n")
 
     if args.json:
         print(json.dumps(summary))
@@ -129,15 +136,9 @@ def describe(summary: dict) -> str:
 
 def write_metrics(out: Path, history: list[dict]) -> None:
     """Rewrite metrics.jsonl and metrics.csv from the whole history, so a resumed run's files stay consistent."""
-    write_atomically(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+    write_atomic(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
     table = io.StringIO()
     writer = csv.DictWriter(table, fieldnames=list(history[0]))
     writer.writeheader()
     writer.writerows(history)
-    write_atomically(out / "metrics.csv", table.getvalue())
-
-
-def write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    write_atomic(out / "metrics.csv", table.getvalue())
