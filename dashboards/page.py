@@ -1,11 +1,10 @@
-"""The one HTML page of the report and the dashboard: a shell that renders the views JSON with plotly.js."""
+"""The one HTML page of the report, the comparison and the dashboard: a shell that renders the views JSON
+with plotly.js, one div per figure of the views, in their order."""
 
 from __future__ import annotations
 
 import html
 from string import Template
-
-from .views import FIGURE_IDS
 
 #: Seconds between refreshes of the live page.
 REFRESH_SECONDS = 3
@@ -21,9 +20,9 @@ h1 { font-size: 1.4em; margin-bottom: 0.2em; }
 #summary { color: #555; margin-bottom: 1em; }
 #status { color: #999; font-size: 0.85em; }
 .figure { min-height: 420px; margin-bottom: 1em; }
-.pareto-table { border-collapse: collapse; font-size: 0.9em; }
-.pareto-table th, .pareto-table td { border-bottom: 1px solid #ddd; padding: 0.3em 0.8em; text-align: right; }
-.pareto-table td:nth-child(2), .pareto-table th:nth-child(2) { text-align: left; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.3em 0.8em; text-align: right; }
+.pareto-table td:nth-child(2), .pareto-table th:nth-child(2), .runs-table :first-child { text-align: left; }
 </style>
 $plotly
 </head>
@@ -31,8 +30,8 @@ $plotly
 <h1 id="title">$title</h1>
 <div id="summary"></div>
 <div id="status"></div>
-$divs
-<h2>Pareto set</h2>
+<div id="figures"></div>
+<h2 id="table-title"></h2>
 <div id="table"></div>
 $data
 <script>
@@ -43,8 +42,16 @@ function render(views) {
   document.getElementById("summary").textContent = views.summary;
   document.getElementById("status").textContent = "updated " + views.updated;
   for (const [id, figure] of Object.entries(views.figures)) {
-    Plotly.react(id, figure.data, figure.layout, {displaylogo: false, responsive: true});
+    let div = document.getElementById(id);
+    if (div === null) {
+      div = document.createElement("div");
+      div.id = id;
+      div.className = "figure";
+      document.getElementById("figures").appendChild(div);
+    }
+    Plotly.react(div, figure.data, figure.layout, {displaylogo: false, responsive: true});
   }
+  document.getElementById("table-title").textContent = views.table_title;
   document.getElementById("table").innerHTML = views.table;
 }
 $loader
@@ -76,5 +83,4 @@ def page_html(title: str, plotly_js: str | None = None, views_json: str | None =
     data = "" if views_json is None else (
         '<script type="application/json" id="views">' + views_json.replace("</", "<\\/") + "</script>")
     loader = _POLLING.substitute(ms=REFRESH_SECONDS * 1000) if views_json is None else _EMBEDDED
-    divs = "\n".join(f'<div class="figure" id="{figure_id}"></div>' for figure_id in FIGURE_IDS)
-    return _PAGE.substitute(title=html.escape(title), plotly=plotly, divs=divs, data=data, loader=loader)
+    return _PAGE.substitute(title=html.escape(title), plotly=plotly, data=data, loader=loader)

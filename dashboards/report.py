@@ -1,4 +1,7 @@
-"""The static report: one self-contained HTML file (plotly.js and the data inlined) that opens offline."""
+"""The static report: one self-contained HTML file (plotly.js and the data inlined) that opens offline.
+
+Of one run (:func:`.views.build_views`) or a comparison of several (:func:`.compare.compare_views`).
+"""
 
 from __future__ import annotations
 
@@ -8,22 +11,42 @@ from plotly.offline import get_plotlyjs
 
 from wrn_search.rundir import write_atomic
 
+from .compare import compare_views
 from .page import page_html
 from .views import build_views, views_json
 
+#: Where the report of one run goes unless told otherwise.
+REPORT_FILE = "report.html"
 
-def report_html(run_dir: str | Path) -> str:
-    views = build_views(run_dir)
+
+def report_html(views: dict) -> str:
     return page_html(views["title"], plotly_js=get_plotlyjs(), views_json=views_json(views))
 
 
-def write_report(run_dir: str | Path, out: str | Path) -> Path:
-    """Write the report of ``run_dir`` to ``out`` (its folder must exist) and return the path.
+def write_html(views: dict, out: str | Path) -> Path:
+    """Write the page of ``views`` to ``out`` (its folder must exist) and return the path.
 
     Atomically: a kill or a full disk mid-write leaves the previous report, never a truncated one.
     """
     out = Path(out)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output: folder {out.parent} does not exist")
-    write_atomic(out, report_html(run_dir))
+    write_atomic(out, report_html(views))
     return out
+
+
+def write_report(run_dir: str | Path, out: str | Path) -> Path:
+    """Write the report of ``run_dir`` to ``out`` and return the path."""
+    return write_html(build_views(run_dir), out)
+
+
+def report(*run_dirs: str | Path, out: str | Path | None = None) -> Path:
+    """The report of one run (to ``RUN_DIR/report.html`` by default) or the comparison of several
+    (``out`` required: no run directory is the obvious home of it); returns the file written."""
+    if not run_dirs:
+        raise ValueError("runs: name at least one run directory")
+    if len(run_dirs) == 1:
+        return write_report(run_dirs[0], Path(run_dirs[0]) / REPORT_FILE if out is None else out)
+    if out is None:
+        raise ValueError("output: a comparison of several runs needs an output file (-o FILE)")
+    return write_html(compare_views(run_dirs), out)

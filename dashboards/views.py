@@ -16,10 +16,10 @@ from wrn_search.pareto import hypervolume_history, pareto_front, reference_point
 from wrn_search.results import load_curves, load_run
 from wrn_search.rundir import RunManifest
 
-from .figures import curves_figure, front_table, history_figure, pareto_figure
+from .figures import FRONT_COLOR, HistoryLine, curves_figure, front_table, history_figure, pareto_figure
 from .paper import paper_points
 
-#: Figure ids in page order; the page has one div per id.
+#: Figure ids in page order; the page makes one div per id.
 FIGURE_IDS = ("pareto-params", "pareto-macs", "history", "curves")
 
 
@@ -32,7 +32,11 @@ def summary_line(manifest: RunManifest, frame: pd.DataFrame, front: pd.DataFrame
 
 
 def build_views(run_dir: str | Path) -> dict:
-    """Title, summary, figures (plotly dicts keyed by :data:`FIGURE_IDS`) and the Pareto table of a run."""
+    """Title, summary, figures (plotly dicts keyed by :data:`FIGURE_IDS`) and the Pareto table of a run.
+
+    Every view of the report and the dashboard has ``title``, ``summary``, ``updated``, ``figures``
+    (in page order), ``table_title`` and ``table``; :func:`.compare.compare_views` makes the same keys.
+    """
     run_dir = Path(run_dir).resolve()
     manifest = RunManifest.load(run_dir)
     frame = load_run(run_dir)
@@ -44,7 +48,7 @@ def build_views(run_dir: str | Path) -> dict:
     figures = {
         f"pareto-{x}": pareto_figure(frame, pareto_front(frame, ["val_error", x]), x, paper) for x in ("params", "macs")
     }
-    figures["history"] = history_figure(history, objectives, reference)
+    figures["history"] = history_figure([HistoryLine(manifest.name, history, FRONT_COLOR)], objectives, reference)
     figures["curves"] = curves_figure(load_curves(run_dir), frame, front)
     fraction = float(history["hypervolume_fraction"].iloc[-1]) if len(history) else 0.0
     return {
@@ -53,6 +57,7 @@ def build_views(run_dir: str | Path) -> dict:
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "figures": {key: figures[key].to_plotly_json() for key in FIGURE_IDS},
         "front_size": len(front),
+        "table_title": "Pareto set",
         "table": front_table(front),
     }
 

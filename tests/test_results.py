@@ -13,11 +13,19 @@ import sys
 import optuna
 import pandas as pd
 import pytest
+import yaml
 from run_fixtures import STANDARD_TRIALS, FakeTrial, add_trials, load_study, make_run
-from search_helpers import run_cli
+from search_helpers import run_cli, study_of, write_space
+from table_fixtures import write_synthetic_table
 
-from wrn_search.results import COLUMNS, load_curves, load_run, study_storage, write_results
+import wrn_search
+from wrn_search.cli import main
+from wrn_search.results import (COLUMNS, hyperparameter_columns, hyperparameters, load_curves, load_run, study_storage,
+                                write_results)
 from wrn_search.rundir import RunManifest
+from wrn_search.simulate import simulate
+from wrn_search.space import load_space
+from wrn_search.table import load_table
 
 
 @pytest.fixture
@@ -100,6 +108,71 @@ def test_empty_run_and_missing_run(tmp_path):
 def test_infeasible_trial_is_marked(tmp_path):
     run = make_run(tmp_path / "c", trials=(FakeTrial("WRN-10-1", 0.2, constraint=1.0), FakeTrial("WRN-16-1", 0.3)))
     assert list(load_run(run)["feasible"]) == [False, True]
+
+
+@pytest.fixture(scope="module")
+def searched_run(tmp_path_factory):
+    """A simulated TPE run over 9 nets x 2 learning rates x 2 batch sizes: it asks some nets more than once."""
+    folder = tmp_path_factory.mktemp("searched")
+    path = write_space(folder, dimensions={"widen_factor": [0.25, 0.5, 1], "block_types": ["B(3,3)", "B(3,1,3)"],
+                                           "lr": [0.05, 0.1], "batch_size": [32, 64]},
+                       budget={"max_params": None}, search={"sampler": "tpe", "scheduler": "none", "samples": 30})
+    document = yaml.safe_load(path.read_text())
+    del document["training"]["batch_size"]  # searched instead
+    path.write_text(yaml.safe_dump(document))
+    space = load_space(path)
+    table = load_table(write_synthetic_table(space, folder / "table.csv.gz"))
+    return simulate(space, table, 2, name="searched", storage_path=str(folder))
+
+
+def test_searched_hyperparameters_are_columns_from_the_study(searched_run):
+    frame = load_run(searched_run)
+    assert list(frame.columns[: len(COLUMNS) + 2]) == COLUMNS + ["lr", "batch_size"]
+    assert frame["batch_size"].dtype == "Int64" and hyperparameter_columns(frame) == ["lr", "batch_size"]
+    rows = frame.set_index("number")
+    for trial in study_of(searched_run).trials:
+        assert (rows.loc[trial.number, "lr"], rows.loc[trial.number, "batch_size"]) == (
+            trial.params["lr"], trial.params["batch_size"])
+    assert (frame.groupby("name")["lr"].nunique() > 1).any()  # one net, two trials that now differ visibly
+    saved = pd.read_csv(searched_run / "results.csv")
+    assert list(saved["lr"]) == list(frame["lr"]) and list(saved["batch_size"]) == list(frame["batch_size"])
+    assert hyperparameter_columns(load_run(make_run(searched_run.parent / "plain"))) == []  # nothing searched
+
+
+def test_a_results_row_gives_its_hyperparameters_as_plain_values(searched_run):
+    """What the model card takes from the row it is given (export.model_card)."""
+    row = load_run(searched_run).iloc[0]
+    values = hyperparameters(row)
+    assert set(values) == {"lr", "batch_size"} and type(values["batch_size"]) is int
+    assert json.loads(json.dumps(values)) == values
+
+
+def test_pareto_lists_the_searched_hyperparameters(searched_run, capsys):
+    assert main(["pareto", str(searched_run), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all({"lr", "batch_size"} <= set(row) for row in rows)
+    assert main(["pareto", str(searched_run)]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:-1]
+    assert len(lines) == len(rows)
+    for line, row in zip(lines, rows):
+        assert f"{row['trial_id']}  lr={row['lr']:g} batch_size={row['batch_size']}" in line
+
+
+def test_status_is_a_library_call_the_cli_prints(searched_run, capsys):
+    summary = wrn_search.status(searched_run)
+    assert summary["trials"] == 30 and summary["resume_would"] is None
+    best = summary["best"]
+    row = load_run(searched_run).set_index("number").loc[best["number"]]
+    assert best["hyperparameters"] == {"lr": row["lr"], "batch_size": row["batch_size"]}
+    assert main(["status", str(searched_run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(summary))
+    assert main(["status", str(searched_run)]) == 0
+    assert f"lr={row['lr']:g} batch_size={row['batch_size']}" in capsys.readouterr().out
+
+
+def test_a_simulated_study_names_its_metrics(searched_run):
+    """optuna-dashboard labels its axes with them; the simulator's in-memory study is copied with them."""
+    assert study_of(searched_run).metric_names == ["val_error", "params"]
 
 
 #: Commands that only read a run; none may crash on a corrupt file or write to the study.

@@ -207,3 +207,20 @@ def test_a_searcher_saved_by_an_older_version_restores(tmp_path):
     restored.restore(str(path))
     assert restored.suggest("t1") is not Searcher.FINISHED
     restored.on_trial_complete("t1", result(EPOCHS))
+
+
+def test_the_study_names_its_metrics_after_the_objectives(tmp_path):
+    """optuna-dashboard labels its axes with them; a study made before wrn-search named them gets them too."""
+    optuna.create_study(study_name="t-study", storage=f"sqlite:///{tmp_path / 'study.db'}",
+                        directions=["minimize", "minimize"])  # an older run's study, without names
+    searcher = make_searcher(tmp_path)
+    assert searcher.study.metric_names == ["val_error", "params"]
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    searcher.study._storage.set_study_system_attr(searcher.study._study_id, "study:metric_names", None)
+    assert searcher.study.metric_names is None
+    restored = StudySearcher.__new__(StudySearcher)  # as unpickled by a resume
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.study.metric_names == ["val_error", "params"]
+    single = tmp_path / "single"
+    single.mkdir()
+    assert make_searcher(single, objectives=["val_error"]).study.metric_names == ["val_error"]

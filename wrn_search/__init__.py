@@ -12,9 +12,12 @@ from .spec import WRNSpec
 
 __version__ = "0.1.0"
 
+#: Name -> the module that defines it, imported on first use.
 _LAZY = {
     "build_model": "model",
     "WideResNet": "model",
+    "status": "progress",
+    "report": "dashboards.report",
 }
 
 __all__ = ["WRNSpec", *_LAZY]

@@ -18,8 +18,9 @@ import pandas as pd
 from .pareto import pareto_front
 from .rundir import (EPOCH_LOG, EPOCH_SCHEMA, PARETO_CSV, RESULTS_CSV, STUDY_FILE, TRIAL_LOG, TRIAL_SCHEMA,
                      RunManifest, open_storage, read_jsonl, write_atomic)
+from .table import TRAINING_HYPERPARAMETERS
 
-#: Leading columns of :func:`load_run`; user attributes the search adds follow them.
+#: Leading columns of :func:`load_run`; the searched hyperparameters, then user attributes the search adds follow.
 COLUMNS = [
     "number", "trial_id", "name", "depth", "blocks_per_group", "widen_factor", "block", "dropout",
     "params", "macs", "val_error", "epochs", "state", "outcome", "feasible",
@@ -27,7 +28,8 @@ COLUMNS = [
 ]
 
 #: Counts, held as nullable integers (a running trial may not know its cost yet); see :func:`_counts`.
-INTEGER_COLUMNS = ["number", "depth", "blocks_per_group", "params", "macs", "epochs"]
+#: ``batch_size`` is there only when the run searched it.
+INTEGER_COLUMNS = ["number", "depth", "blocks_per_group", "params", "macs", "epochs", "batch_size"]
 
 
 def study_storage(run_dir: Path, manifest: RunManifest) -> str:
@@ -95,7 +97,8 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
     for trial in study.get_trials(deepcopy=False):
         last = last_epochs.loc[trial.number].to_dict() if trial.number in last_epochs.index else {}
         end = ends.get(trial.number, {})
-        row = {**{k: v for k, v in end.items() if k not in ("time", "started", "state")}, **trial.user_attrs}
+        row = {**{k: v for k, v in end.items() if k not in ("time", "started", "state")}, **trial.user_attrs,
+               **{k: v for k, v in trial.params.items() if k in TRAINING_HYPERPARAMETERS}}
         if trial.values is not None:
             row.update(zip(manifest.objectives, trial.values))
         for key in ("trial_id", "name", "params", "macs", "val_error"):
@@ -118,11 +121,29 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
         if column not in frame:
             frame[column] = pd.Series(dtype=object if column in ("trial_id", "name", "block", "outcome") else float)
     for column in INTEGER_COLUMNS:
-        frame[column] = _counts(frame[column])
+        if column in frame:
+            frame[column] = _counts(frame[column])
     if "retry_of" in frame:  # an errored trial that a resume re-ran as a new trial
         retried = frame["retry_of"].dropna().astype(int)
         frame.loc[frame["number"].isin(retried), "outcome"] = "retried"
-    return frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
+    leading = COLUMNS + hyperparameter_columns(frame)
+    return frame[leading + [c for c in frame.columns if c not in leading]]
+
+
+def hyperparameter_columns(table: pd.DataFrame | pd.Series | dict) -> list[str]:
+    """The searched training hyperparameters (``lr``, ``weight_decay``, ``batch_size``) among a frame's
+    columns or a row's fields: what tells apart two trials of the same net."""
+    return [name for name in TRAINING_HYPERPARAMETERS if name in table]
+
+
+def hyperparameters(row: pd.Series | dict) -> dict:
+    """A results row's searched hyperparameters as plain Python values (JSON-ready), missing ones left out."""
+    return {name: plain(row[name]) for name in hyperparameter_columns(row) if pd.notna(row[name])}
+
+
+def hyperparameter_text(row: pd.Series | dict) -> str:
+    """``lr=0.05 batch_size=64``: a row's searched hyperparameters in one line (empty when none are searched)."""
+    return " ".join(f"{name}={value:g}" for name, value in hyperparameters(row).items())
 
 
 def write_results(run_dir: str | Path) -> tuple[Path, Path]:
@@ -146,6 +167,11 @@ def _counts(values: pd.Series) -> pd.Series:
     if (numbers.abs() < 2.0**63).where(numbers.notna(), True).all():
         return numbers.round().astype("Int64")
     return numbers
+
+
+def plain(value):
+    """A numpy scalar of a frame as the Python number ``json`` writes; anything else as it is."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def _missing(value) -> bool:

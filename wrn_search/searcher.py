@@ -17,6 +17,7 @@ restore the count is rebuilt from ``epochs.jsonl`` and the budget re-read from `
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,6 +59,7 @@ class StudySearcher(OptunaSearch):
             study_name=study_name,
             storage=storage if storage is not None else open_storage(storage_url),
         )
+        self._name_metrics()
         fresh = isinstance(self.study.sampler, RungTPESampler) and not self.study.get_trials(deepcopy=False)
         #: Architecture parameters of the start-up trials still to ask (saved with the searcher).
         self.start_up = space.spread_over_params(START_UP_TRIALS, space.search.seed) if fresh else []
@@ -78,6 +80,14 @@ class StudySearcher(OptunaSearch):
     @property
     def study(self) -> optuna.Study:
         return self._ot_study
+
+    def _name_metrics(self) -> None:
+        """Name the study's values after the objectives, so optuna-dashboard labels its axes with them;
+        also in a study made before wrn-search did this. Copies of the study (a simulated run's) keep them."""
+        if self.study.metric_names is None:
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self.study.set_metric_names(self._objectives())
 
     @property
     def epochs_spent(self) -> int:
@@ -189,8 +199,9 @@ class StudySearcher(OptunaSearch):
                 if frozen.number not in known]
 
     def restore(self, checkpoint_path: str) -> None:
-        """Restore, re-read the budgets, recount the epochs spent, and queue the trials the study holds
-        RUNNING that Tune never knew (asked after its last snapshot) to be asked again."""
+        """Restore, re-read the budgets, recount the epochs spent, queue the trials the study holds
+        RUNNING that Tune never knew (asked after its last snapshot) to be asked again, and name the
+        metrics of a study created before wrn-search named them."""
         super().restore(checkpoint_path)
         for name, default in (("clock", time.time), ("started", {}), ("start_up", [])):
             self.__dict__.setdefault(name, default)  # a searcher saved by an older wrn-search lacks them
@@ -198,6 +209,7 @@ class StudySearcher(OptunaSearch):
         self.samples, self.epoch_budget = manifest.samples, manifest.epoch_budget
         self.trained = trained_epochs(self.run_dir)  # the durable log, newer than Tune's snapshot
         self.lost = self._unknown_running()
+        self._name_metrics()
 
 
 class ResumableSearchGenerator(SearchGenerator):

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..pareto import hypervolume, pareto_front, reference_point
-    from ..results import load_run
+    from ..results import hyperparameter_columns, hyperparameter_text, load_run
     from ..rundir import RunManifest
 
     frame = load_run(args.run_dir)
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     front = pareto_front(frame, objectives)
     if args.csv:
         front.to_csv(args.csv, index=False)
-    rows = front[FRONT_COLUMNS]
+    rows = front[FRONT_COLUMNS + hyperparameter_columns(front)]  # lr=... tells apart two trials of one net
     if args.json:
         print(json.dumps(json.loads(rows.to_json(orient="records")), indent=1))
         return 0
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     for row in rows.itertuples(index=False):
         # Costs are float when one is beyond int64 (load_run); ",.0f" prints both kinds as whole numbers.
         print(f"{row.number:>4} {row.name:<28} {row.params:>12,.0f} {row.macs:>14,.0f} {row.val_error:>9.4f} "
-              f"{row.epochs:>6}  {row.trial_id}")
+              f"{row.epochs:>6}  {row.trial_id}  {hyperparameter_text(row._asdict())}".rstrip())
     early = int((frame["state"] == "PRUNED").sum())
     print(f"{len(front)} of {len(frame)} trials on the front ({early} stopped early, not eligible); "
           f"hypervolume {volume:.6g} w.r.t. reference ({', '.join(f'{o}={r:g}' for o, r in zip(objectives, reference))})")

@@ -1,21 +1,23 @@
-"""``wrn-search report``: a self-contained HTML report of a run (opens offline, no CDN)."""
+"""``wrn-search report``: a self-contained HTML report of a run, or a comparison of runs (opens offline, no CDN)."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "write a self-contained HTML report of a run: Pareto fronts, learning curves, hypervolume, Pareto table"
+HELP = ("write a self-contained HTML report of a run (Pareto fronts, learning curves, hypervolume, Pareto table), "
+        "or compare several runs' fronts and hypervolumes")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds run.json)")
-    parser.add_argument("-o", "--output", default="report.html", metavar="FILE",
-                        help="the HTML file to write (default report.html)")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="a run directory (holds run.json); several are compared (they must share objectives)")
+    parser.add_argument("-o", "--output", default=None, metavar="FILE",
+                        help="the HTML file to write (default RUN_DIR/report.html; required with several runs)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..dashboards.report import write_report
+    from ..dashboards.report import report
 
-    path = write_report(args.run_dir, args.output)
+    path = report(*args.run_dirs, out=args.output)
     print(f"wrote {path}")
     return 0

@@ -1,4 +1,4 @@
-"""``wrn-search status``: where a run stands, read from its study and logs (safe while it runs)."""
+"""``wrn-search status``: where a run stands (:func:`wrn_search.progress.status`), as text or JSON."""
 
 from __future__ import annotations
 
@@ -13,46 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def summarize(run_dir: str) -> dict:
-    from ..results import load_run
-    from ..rundir import RunManifest, trained_epochs
-
-    manifest = RunManifest.load(run_dir)
-    frame = load_run(run_dir)
-    states = {str(state): int(count) for state, count in frame["state"].value_counts().items()}
-    complete = frame[frame["state"] == "COMPLETE"]
-    best = complete.sort_values(["val_error", "params"]).head(1)
-    unfinished = int(frame["state"].isin(["RUNNING", "WAITING"]).sum())
-    # The searcher counts what it asked for: not trials lost to a kill, nor re-runs added after an error.
-    retries = frame["retry_of"].notna() if "retry_of" in frame else False
-    asked = int((~(frame["outcome"].eq("lost") | retries)).sum())
-    # Counted as the searcher counts them against the epoch budget.
-    epochs_done = sum(trained_epochs(run_dir).values())
-    can_start = manifest.epoch_budget is None or epochs_done < manifest.epoch_budget
-    return {
-        "run_dir": str(run_dir),
-        "name": manifest.name,
-        "study_name": manifest.study_name,
-        "samples": manifest.samples,
-        "epoch_budget": manifest.epoch_budget,
-        "trials": len(frame),
-        "states": states,
-        "epochs_done": epochs_done,
-        "full_epochs": manifest.epochs,
-        "best": None if best.empty else {key: _plain(best.iloc[0][key]) for key in
-                                         ("number", "trial_id", "name", "params", "macs", "val_error")},
-        "table": manifest.table,
-        "resume_would": None if manifest.table else {"continue_unfinished": unfinished,
-                                                     "start_new": max(0, manifest.samples - asked) if can_start else 0},
-    }
-
-
-def _plain(value):
-    return value.item() if hasattr(value, "item") else value
-
-
 def run(args: argparse.Namespace) -> int:
-    summary = summarize(args.run_dir)
+    from ..progress import status
+    from ..results import hyperparameter_text
+
+    summary = status(args.run_dir)
     if args.json:
         print(json.dumps(summary, indent=1))
         return 0
@@ -64,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     best = summary["best"]
     if best:
         print(f"best so far: #{best['number']} {best['name']}  val error {best['val_error']:.4f}  "
-              f"params {best['params']:,.0f}  MACs {best['macs']:,.0f}")  # float when beyond int64
+              f"params {best['params']:,.0f}  MACs {best['macs']:,.0f}"  # float when beyond int64
+              f"  {hyperparameter_text(best['hyperparameters'])}".rstrip())
     todo = summary["resume_would"]
     if todo is None:
         print(f"a simulated run over the table {summary['table']}; to change its budgets, simulate again")

@@ -1,0 +1,58 @@
+"""Where a run stands: trials by state, the best so far, epochs trained, and what a resume would do.
+
+Read from the study and the logs only, so it is safe while the run is going;
+``wrn-search status`` prints it and :func:`wrn_search.status` returns it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .results import hyperparameters, load_run, plain
+from .rundir import RunManifest, trained_epochs
+
+#: Fields of the best trial that :func:`status` reports, besides its searched hyperparameters.
+BEST_FIELDS = ("number", "trial_id", "name", "params", "macs", "val_error")
+
+
+def status(run_dir: str | Path) -> dict:
+    """A run's standing as a JSON-ready dict; ``resume_would`` is None for a simulated run (never resumed).
+
+    ``best`` is the full-budget trial with the lowest error (fewest params on a tie).
+    """
+    manifest = RunManifest.load(run_dir)
+    frame = load_run(run_dir)
+    states = {str(state): int(count) for state, count in frame["state"].value_counts().items()}
+    complete = frame[frame["state"] == "COMPLETE"]
+    best = complete.sort_values(["val_error", "params"]).head(1)
+    epochs_done = sum(trained_epochs(run_dir).values())  # as the searcher counts them against the epoch budget
+    return {
+        "run_dir": str(run_dir),
+        "name": manifest.name,
+        "study_name": manifest.study_name,
+        "samples": manifest.samples,
+        "epoch_budget": manifest.epoch_budget,
+        "trials": len(frame),
+        "states": states,
+        "epochs_done": epochs_done,
+        "full_epochs": manifest.epochs,
+        "best": None if best.empty else {**{key: plain(best.iloc[0][key]) for key in BEST_FIELDS},
+                                         "hyperparameters": hyperparameters(best.iloc[0])},
+        "table": manifest.table,
+        "resume_would": None if manifest.table else resume_plan(manifest, frame, epochs_done),
+    }
+
+
+def resume_plan(manifest: RunManifest, frame: pd.DataFrame, epochs_done: int) -> dict:
+    """What ``wrn-search resume`` would do: unfinished trials it continues, new ones it starts.
+
+    Trials are counted as the searcher counts what it asked for: not those lost to a kill,
+    nor re-runs added after an error.
+    """
+    unfinished = int(frame["state"].isin(["RUNNING", "WAITING"]).sum())
+    retries = frame["retry_of"].notna() if "retry_of" in frame else False
+    asked = int((~(frame["outcome"].eq("lost") | retries)).sum())
+    can_start = manifest.epoch_budget is None or epochs_done < manifest.epoch_budget
+    return {"continue_unfinished": unfinished, "start_new": max(0, manifest.samples - asked) if can_start else 0}
