@@ -1,7 +1,8 @@
 """wrn-search: architecture search over Wide Residual Networks with Ray Tune and Optuna.
 
 Heavy modules (torch, ray) load on first use, so ``wrn-search count`` and
-``wrn-search space`` start in a fraction of a second.
+``wrn-search space`` start in a fraction of a second. ``status(run_dir)`` and
+``report(*run_dirs, out=None)`` are what ``wrn-search status`` and ``report`` do.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "build_model": "model",
     "WideResNet": "model",
-    "status": "progress",
+    "status": "run_status",
     "report": "dashboards.report",
 }
 

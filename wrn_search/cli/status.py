@@ -1,4 +1,4 @@
-"""``wrn-search status``: where a run stands (:func:`wrn_search.progress.status`), as text or JSON."""
+"""``wrn-search status``: where a run stands (:func:`wrn_search.run_status.status`), as text or JSON."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..progress import status
+    from ..run_status import status
     from ..results import hyperparameter_text
 
     summary = status(args.run_dir)
