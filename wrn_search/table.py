@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import pandas as pd
 
 from .pareto import FrontScale
 from .rundir import write_atomic
-from .space import HYPERPARAMETERS, SearchSpace
+from .space import HYPERPARAMETERS, DatasetSection, SearchSpace
 
 FORMAT = "wrn-search-table-v1"
 #: A config's columns: its architecture, then the searched training hyperparameters the space has.
@@ -135,7 +135,8 @@ class Table:
 
     def check_recipe(self, space: SearchSpace) -> None:
         """Refuse a space whose dataset or training sections differ from the ones the table was recorded with."""
-        recorded = self.meta["space"]
+        # A dataset field added after the table was recorded counts at its default.
+        recorded = {**self.meta["space"], "dataset": {**asdict(DatasetSection()), **self.meta["space"]["dataset"]}}
         resolved = space.to_dict()
         for section in ("dataset", "training"):
             if resolved[section] != recorded[section]:

@@ -34,9 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation split (default 0)")
     data.add_argument("--extra", action="store_true",
                       help="svhn: add the 531k extra images to the training set (the paper's train+extra)")
-    recipe = parser.add_argument_group("recipe (defaults: the WRN paper's)")
+    recipe = add_recipe_arguments(parser)
     recipe.add_argument("--dropout", type=float, help="dropout between convs; overrides a -dP in SPEC")
-    add_recipe_arguments(recipe, parser.add_argument_group("runtime"))
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, help="run directory (default ./wrn-runs/train/<SPEC>-<dataset>)")
     output.add_argument("--resume", action="store_true",
@@ -49,8 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 FLAG_NAMES = {"num_threads": "--threads"}
 
 
-def add_recipe_arguments(recipe: argparse._ArgumentGroup, runtime: argparse._ArgumentGroup) -> None:
-    """One flag per :class:`TrainConfig` field, from the field's own help, type and choices."""
+def add_recipe_arguments(parser: argparse.ArgumentParser):
+    """One flag per :class:`TrainConfig` field, from the field's own help, type and choices; returns the
+    recipe group (the runtime fields get a group of their own)."""
+    recipe = parser.add_argument_group("recipe (defaults: the WRN paper's)")
+    runtime = parser.add_argument_group("runtime")
     for spec in fields(TrainConfig):
         meta = spec.metadata
         group = runtime if spec.name in RUNTIME_FIELDS else recipe
@@ -59,6 +61,7 @@ def add_recipe_arguments(recipe: argparse._ArgumentGroup, runtime: argparse._Arg
             group.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction, help=meta["help"])
         else:
             group.add_argument(flag, dest=spec.name, type=meta["parse"], choices=meta["choices"], help=meta["help"])
+    return recipe
 
 
 def recipe_from(args: argparse.Namespace) -> TrainConfig:
