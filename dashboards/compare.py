@@ -25,7 +25,8 @@ from wrn_search.results import load_run
 from wrn_search.rundir import RunManifest
 
 from .axes import AXIS_TITLES, ErrorWindow, cost_axis, layout
-from .figures import PARETO_UID, HistoryLine, front_trace, history_figure, html_table, trial_markers, trial_notes
+from .figures import (PARETO_UID, HistoryLine, front_trace, history_figure, html_table, on_front, trial_markers,
+                      trial_notes)
 
 #: One colour per run, in the order given.
 RUN_COLORS = qualitative.D3
@@ -62,7 +63,7 @@ def compare_pareto_figure(runs: Sequence[ComparedRun], x: str) -> go.Figure:
     for index, (run, front) in enumerate(zip(runs, fronts)):
         notes = f"<br>run {html.escape(run.label)}" + trial_notes(run.frame)
         frame = run.frame[run.frame[x].notna()]
-        others = frame[(frame["state"] == "COMPLETE") & ~frame["number"].isin(front["number"])]
+        others = frame[(frame["state"] == "COMPLETE") & ~on_front(frame, front)]
         costs += [*others[x], *front[x]]
         errors += [*others["val_error"], *front["val_error"]]
         figure.add_trace(trial_markers(others, x, window, notes, f"{run.label}: dominated ({len(others)})", run.color,

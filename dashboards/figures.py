@@ -55,6 +55,20 @@ def trial_notes(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(notes, dtype=object)
 
 
+def on_front(frame: pd.DataFrame, front: pd.DataFrame) -> pd.Series:
+    """Mask of the trials of ``frame`` on ``front``, also those that :func:`~wrn_search.pareto.pareto_front`
+    folds into a listed trial of the same net with the same error (they are the same point)."""
+    point = pd.MultiIndex.from_frame(frame[["name", "val_error"]]).isin(
+        pd.MultiIndex.from_frame(front[["name", "val_error"]]))
+    tied = point & frame["state"].eq("COMPLETE") & frame["feasible"].astype(bool)
+    return frame["number"].isin(front["number"]) | tied
+
+
+def drawn_errors(rows: pd.DataFrame) -> pd.Series:
+    """Errors as drawn: a trial without one (failed before its first epoch) at 1.0, so it is still seen."""
+    return rows["val_error"].astype(float).fillna(1.0)
+
+
 def _hover_data(rows: pd.DataFrame, notes: pd.Series) -> np.ndarray:
     data = rows[HOVER_FIELDS].astype(object).where(rows[HOVER_FIELDS].notna(), "?")
     data["notes"] = notes.reindex(rows["number"]).fillna("").to_numpy()
@@ -63,8 +77,8 @@ def _hover_data(rows: pd.DataFrame, notes: pd.Series) -> np.ndarray:
 
 def trial_markers(rows: pd.DataFrame, x: str, window: ErrorWindow, notes: pd.Series, name: str, color: str,
                   symbol: str, size: int = 8, **trace) -> go.Scatter:
-    """Trials as markers; a trial without an error (failed early) at 1.0, so it is still seen."""
-    placed = window.place(rows["val_error"].astype(float).fillna(1.0), symbol)
+    """Trials as markers, in one colour and symbol."""
+    placed = window.place(drawn_errors(rows), symbol)
     return go.Scatter(x=rows[x].astype(float), y=placed["y"], mode="markers", name=name,
                       marker=dict(color=color, symbol=placed["marker_symbol"], size=size),
                       customdata=_hover_data(rows, notes), hovertemplate=HOVER, **trace)
@@ -88,7 +102,7 @@ def repeats_trace(frame: pd.DataFrame, x: str, window: ErrorWindow) -> go.Scatte
     xs: list[float | None] = []
     ys: list[float | None] = []
     for _, trials in repeated.groupby("name", sort=True):
-        y = window.place(trials["val_error"].astype(float).fillna(1.0), "circle")["y"]
+        y = window.place(drawn_errors(trials), "circle")["y"]
         xs += [float(trials[x].iloc[0])] * len(y) + [None]
         ys += sorted(y.tolist()) + [None]
     return go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"same net, several trials ({repeated['name'].nunique()})",
@@ -102,7 +116,7 @@ def pareto_figure(frame: pd.DataFrame, front: pd.DataFrame, x: str, paper: Seque
     window = ErrorWindow.around([*front["val_error"], *(p.test_error for p in paper)])
     notes = trial_notes(frame)
     figure = go.Figure()
-    off_front = frame[~frame["number"].isin(front["number"])]
+    off_front = frame[~on_front(frame, front)]
     for state, style in STYLES.items():
         rows = off_front[off_front["state"] == state]
         label = f"dominated, {style['label']}" if state == "COMPLETE" else style["label"]
@@ -119,7 +133,7 @@ def pareto_figure(frame: pd.DataFrame, front: pd.DataFrame, x: str, paper: Seque
             hovertemplate="<b>%{text}</b> (paper)<br>test error %{customdata:.4f}<br>%{x:,}<extra></extra>")
     figure.add_trace(front_trace(front, x, window, notes, f"Pareto front ({len(front)})", FRONT_COLOR, PARETO_UID))
     figure.update_xaxes(cost_axis(x, [*frame[x], *(getattr(p, x) for p in paper)]))
-    window.apply(figure, frame.loc[frame[x].notna(), "val_error"].astype(float).fillna(1.0))
+    window.apply(figure, drawn_errors(frame[frame[x].notna()]))
     return layout(figure, f"Validation error vs {AXIS_TITLES[x]}")
 
 
@@ -128,18 +142,19 @@ def curves_figure(curves: pd.DataFrame, frame: pd.DataFrame, front: pd.DataFrame
     figure = go.Figure()
     states = frame.set_index("number")["state"]
     notes = trial_notes(frame)
-    on_front = set(front["number"])
+    in_front = set(frame.loc[on_front(frame, front), "number"])
     shown: set[str] = set()
     for number, curve in curves.groupby("number", sort=True):
         state = states.get(number, "RUNNING")
         state = state if state in STYLES else "RUNNING"  # WAITING: asked for, not started
-        group = "FRONT" if number in on_front else state
+        group = "FRONT" if number in in_front else state
         style = {**STYLES[state], "color": FRONT_COLOR, "label": "Pareto set"} if group == "FRONT" else STYLES[state]
         figure.add_scatter(x=curve["epoch"], y=curve["val_error"], mode="lines+markers", legendgroup=group,
                            name=style["label"], showlegend=group not in shown,
                            line=dict(color=style["color"], dash=style["dash"], width=1.5), marker=dict(size=4),
                            hovertemplate=f"<b>{html.escape(str(curve['name'].iloc[-1]))}</b> (trial {number})"
-                                         f"{notes.get(number, '')}<br>epoch %{{x}}: val error %{{y:.4f}}<extra></extra>")
+                                         f"{notes.get(number, '')}"
+                                         "<br>epoch %{x}: val error %{y:.4f}<extra></extra>")
         shown.add(group)
     figure.update_xaxes(title="epoch")
     figure.update_yaxes(title=AXIS_TITLES["val_error"])
@@ -167,7 +182,8 @@ def history_figure(lines: Sequence[HistoryLine], columns: Sequence[str], referen
                            customdata=line.history["name"], hovertemplate="%{x:.1f} min: %{y:.4f} after %{customdata}",
                            row=1, col=1)
         figure.add_scatter(x=minutes, y=line.history["best_val_error"], mode="lines+markers", name=line.label,
-                           legendgroup=line.label, showlegend=False, line=dict(shape="hv", color=line.color, dash="dot"),
+                           legendgroup=line.label, showlegend=False,
+                           line=dict(shape="hv", color=line.color, dash="dot"),
                            hovertemplate="%{x:.1f} min: best val error %{y:.4f}", row=2, col=1)
     figure.update_xaxes(title="wall time since the run was created (min)", row=2, col=1)
     figure.update_yaxes(rangemode="tozero", row=1, col=1)

@@ -20,7 +20,7 @@ import wrn_search
 from wrn_search.cli import main
 from wrn_search.dashboards.axes import log_ticks
 from wrn_search.dashboards.compare import compare_views
-from wrn_search.dashboards.figures import PARETO_UID, HistoryLine, history_figure, pareto_figure
+from wrn_search.dashboards.figures import PARETO_UID, HistoryLine, front_table, history_figure, pareto_figure
 from wrn_search.dashboards.paper import paper_points
 from wrn_search.dashboards.views import build_views
 from wrn_search.pareto import hypervolume_history, pareto_front
@@ -170,9 +170,17 @@ def test_hover_shows_the_searched_hyperparameters_and_other_trials_of_the_net(se
     assert list(ring.x) == [77850.0, 77850.0, None] and list(ring.y) == [0.30, 0.35, None]
 
 
-def test_the_pareto_table_has_a_column_per_searched_hyperparameter(searched_frame):
-    from wrn_search.dashboards.figures import front_table
+def test_a_repeat_of_a_front_point_is_on_the_front_not_dominated(tmp_path):
+    """Two trials of one net with one error are one point (pareto_front may list it once)."""
+    trials = (FakeTrial("WRN-10-1", 0.3), FakeTrial("WRN-10-1", 0.3), FakeTrial("WRN-16-1", 0.2))
+    views = build_views(make_run(tmp_path / "tie", trials))
+    params = traces(views, "pareto-params")
+    assert len(params["dominated, full budget"]["customdata"]) == 0
+    assert params["same net, several trials"]["name"].endswith("(1)")
+    assert [t["name"] for t in views["figures"]["curves"]["data"]] == ["Pareto set"] * 3
 
+
+def test_the_pareto_table_has_a_column_per_searched_hyperparameter(searched_frame):
     table = front_table(pareto_front(searched_frame, ["val_error", "params"]))
     assert "<th>lr</th>" in table and "<td>0.2</td>" in table
 
@@ -211,7 +219,8 @@ def test_compare_overlays_fronts_and_hypervolumes_against_one_reference(two_runs
     reference = (1.0, 1.1 * largest)
     assert f"params = {reference[1]:,.4g}" in views["summary"]
     for x in ("params", "macs"):
-        fronts = {t["uid"]: t for t in views["figures"][f"pareto-{x}"]["data"] if t.get("uid", "").startswith(PARETO_UID)}
+        data = views["figures"][f"pareto-{x}"]["data"]
+        fronts = {t["uid"]: t for t in data if t.get("uid", "").startswith(PARETO_UID)}
         assert {uid: len(values(t["x"])) for uid, t in fronts.items()} == {
             f"{PARETO_UID}-0": len(pareto_front(frames[0], ["val_error", x])),
             f"{PARETO_UID}-1": len(pareto_front(frames[1], ["val_error", x]))}
