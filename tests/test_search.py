@@ -8,7 +8,7 @@ import pytest
 import ray
 
 from search_helpers import run_cli, study_of, write_space
-from wrn_search.cli.status import summarize
+from wrn_search.run_status import status as summarize
 from wrn_search.rundir import read_jsonl
 from wrn_search.search import resume_search, run_search
 from wrn_search.space import load_space
