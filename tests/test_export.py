@@ -1,10 +1,12 @@
-"""Export: the trial's newest checkpoint, spec and model card; TorchScript and ONNX give the checkpoint's logits."""
+"""Export: the trial's newest checkpoint, spec and model card; TorchScript and ONNX give the checkpoint's logits;
+--json prints one object, --retrain shows an epoch bar, and TorchScript's deprecation is not repeated to the user."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +117,10 @@ def test_exported_program_gives_the_checkpoint_logits(run, tmp_path):
 
 
 def test_torchscript_gives_the_checkpoint_logits(run, tmp_path):
-    assert main(["export", str(run), "--trial", "3", "--out", str(tmp_path), "--format", "torchscript"]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["export", str(run), "--trial", "3", "--out", str(tmp_path), "--format", "torchscript"]) == 0
+    assert not [str(warning.message) for warning in caught if "deprecated" in str(warning.message)]
     scripted = torch.jit.load(str(tmp_path / "trial-3" / "model.torchscript.pt"))
     images = example_input("digits", batch=5)  # another batch size than the one traced
     with torch.no_grad():
@@ -143,6 +148,16 @@ def test_pareto_exports_every_front_trial(run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trial-0", "trial-1", "trial-3"]
 
 
+def test_json_is_one_object_of_the_exported_folders_and_their_cards(run, tmp_path, capsys):
+    assert main(["export", str(run), "--pareto", "--out", str(tmp_path), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["run_dir"] == str(run.resolve())
+    assert [item["folder"] for item in printed["exported"]] == [str(tmp_path / f"trial-{n}") for n in (0, 1, 3)]
+    for item in printed["exported"]:
+        card = json.loads((Path(item["folder"]) / "model_card.json").read_text())
+        assert {key: value for key, value in item.items() if key != "folder"} == card
+
+
 def test_bad_requests_are_exit_2(run, tmp_path, capsys):
     assert main(["export", str(run), "--trial", "nope", "--out", str(tmp_path)]) == 2
     assert "no trial 'nope'" in capsys.readouterr().err
@@ -156,4 +171,6 @@ def test_retrain_reports_test_error(run, tmp_path, capsys):
     assert main(["export", str(run), "--trial", "0", "--out", str(tmp_path), "--retrain", "1"]) == 0
     card = json.loads((tmp_path / "trial-0" / "model_card.json").read_text())
     assert 0.0 <= card["test_error"] < 0.5 and card["weights"] == "retrained 1 epochs on train+val"
-    assert f"test error {card['test_error']:.4f}" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert f"test error {card['test_error']:.4f}" in printed.out
+    assert "WRN-10-1-B(3,3): 100%" in printed.err and "1/1" in printed.err  # the epoch bar, as in wrn-search train

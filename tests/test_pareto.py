@@ -42,10 +42,30 @@ STUDIES = {
 
 @pytest.mark.parametrize("trials", STUDIES.values(), ids=STUDIES.keys())
 @pytest.mark.parametrize("objectives", [("val_error", "params"), ("val_error", "params", "macs")], ids=["2d", "3d"])
-def test_front_equals_optuna_best_trials(tmp_path, trials, objectives):
+def test_front_equals_optuna_best_trials_once_per_net(tmp_path, trials, objectives):
+    """Optuna's best_trials, with the trials of one net at the same values kept once (the first)."""
     run = make_run(tmp_path / "run", trials, objectives=objectives)
     front = pareto_front(load_run(run), objectives)
-    assert sorted(front["number"]) == sorted(t.number for t in load_study(run).best_trials)
+    best = load_study(run).best_trials
+    first: dict[tuple, int] = {}
+    for trial in sorted(best, key=lambda t: t.number):
+        first.setdefault((trial.user_attrs["name"], *trial.values), trial.number)
+    assert sorted(front["number"]) == sorted(first.values())
+    assert front["name"].is_unique and front["ties"].sum() == len(best) - len(front)
+
+
+def test_front_lists_each_net_once_and_counts_its_ties(tmp_path):
+    trials = (FakeTrial("WRN-10-1", 0.3), FakeTrial("WRN-10-1", 0.3),
+              FakeTrial("WRN-10-1-B(3,3)-d0.3", 0.3),  # another net (same params): listed too
+              FakeTrial("WRN-16-1", 0.1, "PRUNED", "stopped_early"), FakeTrial("WRN-16-1", 0.1),
+              FakeTrial("WRN-10-1", 0.3), FakeTrial("WRN-16-1", 0.2))
+    frame = load_run(make_run(tmp_path / "run", trials))
+    front = pareto_front(frame)
+    assert list(front["number"]) == [0, 2, 4] and list(front["ties"]) == [2, 0, 0]
+    # Stopped trials compete when asked; a COMPLETE trial stands for its net before a stopped one.
+    front = pareto_front(frame, include_early_stopped=True)
+    assert list(front["number"]) == [0, 2, 4] and list(front["ties"]) == [2, 0, 1]
+    assert pareto_front(frame.iloc[:0])["ties"].tolist() == []
 
 
 def test_front_is_sorted_by_cost_and_excludes_early_stopped_by_default(tmp_path):
@@ -101,7 +121,18 @@ def test_pareto_cli_json_table_and_csv(tmp_path, capsys):
     assert list(pd.read_csv(tmp_path / "front.csv")["number"]) == [0, 1, 3]
     assert main(["pareto", str(run), "--x", "macs"]) == 0
     out = capsys.readouterr().out
-    assert "WRN-16-2-B(3,3)" in out and "3 of 8 trials on the front" in out and "hypervolume" in out
+    assert "WRN-16-2-B(3,3)" in out and "3 of 8 trials on the front (1 stopped early" in out and "hypervolume" in out
+    assert "same net" not in out and rows[0]["ties"] == 0
+
+
+def test_pareto_cli_marks_a_net_trained_twice(tmp_path, capsys):
+    trials = (FakeTrial("WRN-10-1", 0.3), FakeTrial("WRN-16-1", 0.1), FakeTrial("WRN-10-1", 0.3), FakeTrial("WRN-10-1", 0.3))
+    run = make_run(tmp_path / "run", trials)
+    assert main(["pareto", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:2] == ["0", "WRN-10-1-B(3,3)"] and lines[1].endswith("(+2 same net, same values)")
+    assert lines[2].split()[:2] == ["1", "WRN-16-1-B(3,3)"] and "same net" not in lines[2]
+    assert lines[3].startswith("2 of 4 trials on the front, 2 more that repeat a net on it with the same values (0 ")
 
 
 def test_pareto_cli_bad_run_dir_is_exit_2(tmp_path, capsys):

@@ -148,5 +148,9 @@ def test_quickstart_as_a_user_runs_it(tmp_path):
     assert (results["state"] == "PRUNED").sum() > 0  # early stopping stopped some trials
     assert (results["state"] == "COMPLETE").sum() > 0
     pareto = pd.read_csv(run_dir / "pareto.csv")
-    assert pareto["name"].nunique() >= 2 and set(pareto["state"]) == {"COMPLETE"}
+    assert set(pareto["state"]) == {"COMPLETE"} and pareto["name"].is_unique  # each net once on the front
+    # A trade-off, not a few nets at 0-3% (docs/search-spaces.md): default runs gave six nets from 1,910 to
+    # 77,562 params (40% to 2.3% error); 4 nets over 5x leaves room (simulated, 98 of 100 sampler seeds pass).
+    assert len(pareto) >= 4, pareto[["name", "params", "val_error"]]
+    assert pareto["params"].max() >= 5 * pareto["params"].min(), pareto[["name", "params", "val_error"]]
     assert (run_dir / "report.html").stat().st_size > 100_000

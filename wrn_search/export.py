@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 import json
 import re
+import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import torch
 from .checkpoints import TrialCheckpoints
 from .checks import require_choice
 from .data import dataset_info
+from .epoch_bar import epoch_bar
 from .model import WideResNet, build_model
 from .pareto import pareto_front
 from .results import load_run
@@ -78,8 +81,9 @@ def load_checkpoint_model(path: Path) -> Model:
     return Model(spec, module.eval(), f"{path} (epoch {state['epoch']})")
 
 
-def retrain(run_dir: Path, number: int, spec: WRNSpec, epochs: int) -> Model:
-    """Train ``spec`` with the trial's hyperparameters for ``epochs`` on train+val; measure test error."""
+def retrain(run_dir: Path, number: int, spec: WRNSpec, epochs: int, progress: bool = False) -> Model:
+    """Train ``spec`` with the trial's hyperparameters for ``epochs`` on train+val (an epoch bar on stderr
+    with ``progress``); measure test error."""
     from .results import open_study
     from .search import load_space_dataset
     from .space import load_space
@@ -91,7 +95,8 @@ def retrain(run_dir: Path, number: int, spec: WRNSpec, epochs: int) -> Model:
     trial_params = open_study(run_dir, manifest).trials[number].params
     config = trial_train_config(trial_params, {**space.training, "epochs": epochs})
     trainer = Trainer(spec, load_space_dataset(space).merged(), config)
-    result = trainer.fit()
+    with epoch_bar(spec.name, epochs) if progress else nullcontext() as advance:
+        result = trainer.fit(advance)
     if result.outcome != "completed":
         raise ValueError(f"--retrain: {spec.name} ended {result.outcome}: {result.reason}")
     test_error, _ = trainer.evaluate("test")
@@ -115,7 +120,9 @@ def save_weights(model: Model, fmt: str, dataset: str, path: Path) -> None:
     elif fmt == "exported_program":
         torch.export.save(torch.export.export(model.module, (example,), dynamic_shapes=batch), str(path))
     elif fmt == "torchscript":
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # PyTorch deprecates TorchScript (exported_program is its successor); who asks for it knows.
+            warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", FutureWarning)
             torch.jit.save(torch.jit.trace(model.module, example), str(path))
     elif fmt == "onnx":
         try:
@@ -173,8 +180,11 @@ def card_markdown(card: dict) -> str:
 
 
 def export_trials(run_dir: str | Path, trial: str | None = None, pareto: bool = False, out: str | Path | None = None,
-                  fmt: str = "state_dict", retrain_epochs: int | None = None) -> list[Path]:
-    """Export one trial or the Pareto set; returns the folders written (``<out>/trial-<number>``)."""
+                  fmt: str = "state_dict", retrain_epochs: int | None = None, progress: bool = False) -> list[Path]:
+    """Export one trial or the Pareto set; returns the folders written (``<out>/trial-<number>``).
+
+    ``progress`` shows an epoch bar on stderr for each net retrained.
+    """
     require_choice(fmt, "--format", FORMATS)
     if (trial is None) == (not pareto):
         raise ValueError("export: give exactly one of --trial ID and --pareto")
@@ -191,7 +201,7 @@ def export_trials(run_dir: str | Path, trial: str | None = None, pareto: bool = 
     for _, row in rows.iterrows():
         spec = WRNSpec.parse(row["name"])
         if retrain_epochs is not None:
-            model = retrain(run_dir, int(row["number"]), spec, retrain_epochs)
+            model = retrain(run_dir, int(row["number"]), spec, retrain_epochs, progress)
         else:
             model = trial_checkpoint_model(manifest.tune_path, int(row["number"]))
             if model.spec != spec:

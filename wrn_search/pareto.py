@@ -2,7 +2,9 @@
 
 Dominance follows Optuna's ``study.best_trials``: a trial dominates another if
 it is no worse in every objective and better in one; only COMPLETE, feasible
-trials compete; exact duplicates of a non-dominated point are all on the front.
+trials compete. :func:`pareto_front` lists each net once: trials of one net (one
+``name``) that tie on every objective are one row, whose ``ties`` counts the others;
+different nets that tie are all on the front.
 :func:`promotion_order` (non-dominated rank, crowding distance, objectives, arrival)
 decides who continues at an MO-ASHA rung and which trials TPE counts as good.
 """
@@ -119,15 +121,29 @@ def candidates(frame: pd.DataFrame, columns: Sequence[str], include_early_stoppe
 def pareto_front(
     frame: pd.DataFrame, columns: Sequence[str] = ("val_error", "params"), include_early_stopped: bool = False
 ) -> pd.DataFrame:
-    """Non-dominated trials of ``frame`` over ``columns``, sorted by the last column then the first.
+    """Non-dominated trials of ``frame`` over ``columns``, one row per net and point, sorted by the last
+    column then the first.
 
-    By default only trials trained to the full budget (state COMPLETE) compete,
-    so the front equals ``study.best_trials`` when ``columns`` are the study's objectives.
+    By default only trials trained to the full budget (state COMPLETE) compete. Trials of the same
+    net (``name``) with the same values in ``columns`` (the sampler asked for a net twice, or two
+    learning rates gave the same error) are one point: the row is the first of them (a COMPLETE one
+    before one stopped early, then the lowest number) and its ``ties`` column counts the others.
+    Params and MACs follow from the name, so over (val_error, params[, macs]) each net is listed
+    once. Over the study's objectives the front is ``study.best_trials`` without those repeats.
     """
     columns = list(columns)
     pool = candidates(frame, columns, include_early_stopped)
-    front = pool[non_dominated(pool[columns].to_numpy(dtype=float))]
+    front = _one_row_per_point(pool[non_dominated(pool[columns].to_numpy(dtype=float))], columns)
     return front.sort_values(columns[::-1] + ["number"], kind="stable").reset_index(drop=True)
+
+
+def _one_row_per_point(front: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The first trial of each (name, values) group, with ``ties`` = the group's other trials."""
+    keys = ["name", *columns]
+    ordered = front.assign(_stopped=front["state"] != "COMPLETE").sort_values(["_stopped", "number"], kind="stable")
+    sizes = ordered.groupby(keys, sort=False, dropna=False)["number"].transform("size")
+    ordered = ordered.assign(ties=(sizes - 1).astype(int))
+    return ordered.drop_duplicates(keys).drop(columns="_stopped")
 
 
 def reference_point(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[float, ...]:

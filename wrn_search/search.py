@@ -3,7 +3,9 @@
 ``run_search`` validates everything before it writes anything, creates the run
 directory, and hands Ray Tune a :class:`~wrn_search.searcher.StudySearcher`, a
 scheduler and the function trainable; ``resume_search`` restores all three from
-the run directory after a crash, a kill or a reboot.
+the run directory after a crash, a kill or a reboot. Both show one progress line
+(:class:`~wrn_search.progress.ProgressLine`) instead of Ray's tables unless asked, and
+end by writing ``results.csv``, ``pareto.csv`` and ``report.html``.
 """
 
 from __future__ import annotations
@@ -19,17 +21,20 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 
+import optuna
 import pyarrow.fs
 import ray
 from ray import tune
 from ray.tune.schedulers import HyperBandScheduler, MedianStoppingRule, TrialScheduler
 
 from .checkpoints import storage_fs, trial_dirname
+from .dashboards.report import REPORT_FILE, write_report
 from .data import Dataset, dataset_info, load_dataset
 from .lock import LOCK_FILE, run_dir_lock
 from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_FILE, TUNE_DIR, RunManifest,
@@ -42,6 +47,7 @@ from .space import SearchSpace, load_space
 from .spec import WRNSpec
 from .train import TrainConfig
 from .trainable import train_trial
+from .progress import ProgressLine, announce
 
 DEFAULT_STORAGE_PATH = "wrn-runs"
 #: Assumed per-GPU memory for ``gpus_per_trial: auto`` when the driver cannot see a GPU.
@@ -50,6 +56,9 @@ DEFAULT_GPU_MEMORY_BYTES = 16 * 2**30
 MAX_FAILURES = 2
 #: Tune's switch for its own SIGINT handler (documented in Tune's environment variables).
 TUNE_SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"
+#: Tune's switch between its output engines (``RunConfig.verbose``'s docs). The new one prints a box naming
+#: internal classes and a TensorBoard hint with a temporary path even at verbose 0; the old one is silent then.
+TUNE_NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
 
 
 class EpochLogger(tune.Callback):
@@ -229,13 +238,15 @@ def init_run_dir(space: SearchSpace, run_dir: Path, name: str, tune_path: str | 
     space.to_yaml(run_dir / SPACE_FILE)
     manifest.save(run_dir)
     record_command(run_dir, argv)
-    print(f"wrn-search: run directory {run_dir}", flush=True)
     return manifest
 
 
-def build_tuner(space: SearchSpace, run_dir: Path, manifest: RunManifest, tune_storage: str, trainable,
-                verbose: int) -> tune.Tuner:
-    """A new Tune experiment for the run's study (a new run, or one killed before Tune wrote a snapshot)."""
+def build_tuner(space: SearchSpace, run_dir: Path, manifest: RunManifest, tune_storage: str, trainable) -> tune.Tuner:
+    """A new Tune experiment for the run's study (a new run, or one killed before Tune wrote a snapshot).
+
+    Its run config holds what a resume must restore with it (the epoch log); :func:`fit` adds each
+    session's own callbacks and output.
+    """
     searcher = StudySearcher(space, run_dir, manifest.study_name, manifest.storage, manifest.samples,
                              manifest.epochs)
     return tune.Tuner(
@@ -246,7 +257,7 @@ def build_tuner(space: SearchSpace, run_dir: Path, manifest: RunManifest, tune_s
             trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=TUNE_DIR, storage_path=tune_storage, verbose=verbose,
+            name=TUNE_DIR, storage_path=tune_storage,
             # Ray keeps every checkpoint folder; the trials delete old weights (wrn_search.checkpoints).
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
@@ -298,21 +309,57 @@ def interrupt_gracefully() -> Iterator[threading.Event]:
         os.kill(os.getpid(), signal.SIGUSR1)
 
     previous = signal.signal(signal.SIGINT, handler)
-    previous_env = os.environ.get(TUNE_SIGINT_ENV)
-    os.environ[TUNE_SIGINT_ENV] = "1"  # Tune leaves SIGINT to us
     try:
-        yield interrupted
+        with environment(TUNE_SIGINT_ENV, "1"):  # Tune leaves SIGINT to us
+            yield interrupted
     finally:
         signal.signal(signal.SIGINT, previous)
-        if previous_env is None:
-            os.environ.pop(TUNE_SIGINT_ENV, None)
+
+
+@contextmanager
+def environment(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` for the block, then what it was."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
         else:
-            os.environ[TUNE_SIGINT_ENV] = previous_env
+            os.environ[name] = previous
 
 
-def fit(tuner: tune.Tuner, run_dir: Path, manifest: RunManifest) -> None:
-    """Run the experiment and write the results; say so, and how to continue, if it did not end."""
-    with interrupt_gracefully() as interrupted:
+@contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """No ExperimentalWarning for the sampler options wrn-search chose, and no "A new study created" line."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def session_callbacks(run_dir: Path, manifest: RunManifest, callbacks: Sequence[tune.Callback], progress: bool,
+                      verbose: int) -> list[tune.Callback]:
+    """The caller's callbacks, then the progress line (redrawn in place only on a terminal Ray does not print to)."""
+    line = [ProgressLine(run_dir, manifest, in_place=sys.stderr.isatty() and not verbose)] if progress else []
+    return [*callbacks, *line]
+
+
+def fit(tuner: tune.Tuner, run_dir: Path, manifest: RunManifest, callbacks: Sequence[tune.Callback],
+        verbose: int) -> None:
+    """Run the experiment with this session's ``callbacks`` and Ray output, write the results and the report;
+    say so, and how to continue, if it did not end."""
+    # Tuner.restore takes no RunConfig: this session's callbacks and verbosity join the restored one here.
+    run_config = tuner._local_tuner.get_run_config()
+    run_config.callbacks = [*(run_config.callbacks or []), *callbacks]
+    run_config.verbose = verbose
+    ray_output = environment(TUNE_NEW_OUTPUT_ENV, "0") if not verbose else nullcontext()
+    with interrupt_gracefully() as interrupted, ray_output:
         try:
             tuner.fit()
         except Exception as error:
@@ -323,6 +370,7 @@ def fit(tuner: tune.Tuner, run_dir: Path, manifest: RunManifest) -> None:
                                    f"({cause.strerror}); finished trials are kept: make room (or make it "
                                    f"writable) and continue with `wrn-search resume {run_dir}`") from None
     write_results(run_dir)
+    write_report(run_dir, run_dir / REPORT_FILE)
     if interrupted.is_set():
         states = [trial.state for trial in open_study(run_dir, manifest).get_trials(deepcopy=False)]
         finished = sum(state.is_finished() for state in states)
@@ -350,10 +398,18 @@ def run_search(
     storage_path: str = DEFAULT_STORAGE_PATH,
     address: str | None = None,
     study_storage: str | None = None,
-    verbose: int = 1,
+    verbose: int = 0,
+    progress: bool = True,
+    callbacks: Sequence[tune.Callback] = (),
     argv: list[str] | None = None,
 ) -> Path:
-    """Run a search and return its run directory. Bad input raises ``ValueError`` before anything is written."""
+    """Run a search and return its run directory. Bad input raises ``ValueError`` before anything is written.
+
+    ``progress`` prints the run directory, the dashboard command and one progress line on stderr;
+    ``verbose`` is Ray Tune's own output (``RunConfig.verbose``: 0 none, 1 its status and per-trial
+    tables, 2 every result); ``callbacks`` are more Ray Tune callbacks (W&B, MLflow, your own), run on
+    this process. The run directory gets ``results.csv``, ``pareto.csv`` and ``report.html``.
+    """
     if isinstance(space, str):
         space = load_space(space)
     name = name or f"{Path(str(space.source)).stem}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -362,37 +418,43 @@ def run_search(
     run_dir, tune_storage = run_dir_for(name, storage_path)
     if run_dir.exists() and not never_started(run_dir):
         raise FileExistsError(f"run directory {run_dir} exists; continue it with `wrn-search resume {run_dir}`")
-    make_sampler(space)  # fails now, not in Ray, if the sampler cannot be built
-    if study_storage is not None:
-        open_storage(study_storage)
-    dataset = load_space_dataset(space)
-    with ray_session(address):
-        trainable = build_trainable(space, dataset, f"{tune_storage}/{TUNE_DIR}")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with run_dir_lock(run_dir, "wrn-search run"):
-            try:
-                manifest = init_run_dir(space, run_dir, name, f"{tune_storage}/{TUNE_DIR}", study_storage, argv)
-                tuner = build_tuner(space, run_dir, manifest, tune_storage, trainable, verbose)
-            except BaseException:
-                shutil.rmtree(run_dir, ignore_errors=True)  # a run that never started leaves nothing behind
-                raise
-            fit(tuner, run_dir, manifest)
+    with quiet_optuna():
+        make_sampler(space)  # fails now, not in Ray, if the sampler cannot be built
+        if study_storage is not None:
+            open_storage(study_storage)
+        dataset = load_space_dataset(space)
+        with ray_session(address):
+            trainable = build_trainable(space, dataset, f"{tune_storage}/{TUNE_DIR}")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            with run_dir_lock(run_dir, "wrn-search run"):
+                try:
+                    manifest = init_run_dir(space, run_dir, name, f"{tune_storage}/{TUNE_DIR}", study_storage, argv)
+                    tuner = build_tuner(space, run_dir, manifest, tune_storage, trainable)
+                except BaseException:
+                    shutil.rmtree(run_dir, ignore_errors=True)  # a run that never started leaves nothing behind
+                    raise
+                if progress:
+                    announce(f"run directory {run_dir}", run_dir)
+                fit(tuner, run_dir, manifest, session_callbacks(run_dir, manifest, callbacks, progress, verbose),
+                    verbose)
     return run_dir
 
 
 def resume_search(run_dir: str | Path, samples: int | None = None, address: str | None = None,
-                  argv: list[str] | None = None, epoch_budget: int | None = None) -> Path:
+                  argv: list[str] | None = None, epoch_budget: int | None = None, verbose: int = 0,
+                  progress: bool = True, callbacks: Sequence[tune.Callback] = ()) -> Path:
     """Continue a run: finished trials stay, unfinished ones resume from their newest checkpoint.
 
     ``samples`` and ``epoch_budget`` replace the run's budgets (the searcher re-reads them from run.json).
-    A run killed before Tune wrote its first snapshot starts its experiment now.
+    A run killed before Tune wrote its first snapshot starts its experiment now. ``verbose``,
+    ``progress`` and ``callbacks`` are :func:`run_search`'s, for this session.
     """
     run_dir = Path(run_dir).expanduser().resolve()
     manifest = RunManifest.load(run_dir)
     if manifest.table is not None:
         raise ValueError(f"run_dir: {run_dir} is a simulated run (table {manifest.table}); nothing to resume: "
                          "simulate again")
-    with run_dir_lock(run_dir, "wrn-search resume"):
+    with run_dir_lock(run_dir, "wrn-search resume"), quiet_optuna():
         space = load_space(str(run_dir / SPACE_FILE))
         raised = {key: value for key, value in (("samples", samples), ("epoch_budget", epoch_budget))
                   if value is not None}
@@ -407,12 +469,14 @@ def resume_search(run_dir: str | Path, samples: int | None = None, address: str 
             record_command(run_dir, argv)
             trainable = build_trainable(space, dataset, manifest.tune_path)
             if has_snapshot(manifest.tune_path):
-                print(f"wrn-search: resuming {run_dir}", flush=True)
+                headline = f"resuming {run_dir}"
                 tuner = tune.Tuner.restore(manifest.tune_path, trainable, resume_unfinished=True,
                                            resume_errored=True)
             else:
-                print(f"wrn-search: starting {run_dir} (stopped before Ray recorded its experiment)", flush=True)
+                headline = f"starting {run_dir} (stopped before Ray recorded its experiment)"
                 tune_storage = manifest.tune_path.removesuffix(f"/{TUNE_DIR}")
-                tuner = build_tuner(space, run_dir, manifest, tune_storage, trainable, verbose=1)
-            fit(tuner, run_dir, manifest)
+                tuner = build_tuner(space, run_dir, manifest, tune_storage, trainable)
+            if progress:
+                announce(headline, run_dir)
+            fit(tuner, run_dir, manifest, session_callbacks(run_dir, manifest, callbacks, progress, verbose), verbose)
     return run_dir

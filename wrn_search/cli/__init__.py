@@ -12,6 +12,8 @@ import argparse
 import importlib
 import sys
 
+from .. import __version__
+
 #: Subcommand name -> module in this package.
 COMMANDS = {
     "count": "count",
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wrn-search", description="Architecture search over Wide Residual Networks on Ray Tune + Optuna."
     )
+    parser.add_argument("--version", action="version", version=f"wrn-search {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"{__name__}.{module_name}")

@@ -8,7 +8,7 @@ import json
 HELP = "print the Pareto front (val error vs params or MACs) of a run directory"
 
 #: Columns shown and exported, in order.
-FRONT_COLUMNS = ["number", "trial_id", "name", "params", "macs", "val_error", "epochs", "state", "outcome"]
+FRONT_COLUMNS = ["number", "trial_id", "name", "params", "macs", "val_error", "epochs", "state", "outcome", "ties"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,9 +38,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'#':>4} {'name':<28} {'params':>12} {'MACs':>14} {'val error':>9} {'epochs':>6}  trial id")
     for row in rows.itertuples(index=False):
         # Costs are float when one is beyond int64 (load_run); ",.0f" prints both kinds as whole numbers.
+        tied = f"  (+{row.ties} same net, same values)" if row.ties else ""
         print(f"{row.number:>4} {row.name:<28} {row.params:>12,.0f} {row.macs:>14,.0f} {row.val_error:>9.4f} "
-              f"{row.epochs:>6}  {row.trial_id}  {hyperparameter_text(row._asdict())}".rstrip())
+              f"{row.epochs:>6}  {row.trial_id}  {hyperparameter_text(row._asdict())}".rstrip() + tied)
     early = int((frame["state"] == "PRUNED").sum())
-    print(f"{len(front)} of {len(frame)} trials on the front ({early} stopped early, not eligible); "
+    ties = int(front["ties"].sum())
+    repeats = f", {ties} more that repeat a net on it with the same values" if ties else ""
+    print(f"{len(front)} of {len(frame)} trials on the front{repeats} ({early} stopped early, not eligible); "
           f"hypervolume {volume:.6g} w.r.t. reference ({', '.join(f'{o}={r:g}' for o, r in zip(objectives, reference))})")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .run import add_output_arguments
+
 HELP = "resume a search from its run directory; finished trials are kept, unfinished ones continue"
 
 
@@ -12,12 +14,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, help="raise the total number of trials")
     parser.add_argument("--epoch-budget", type=int, help="raise the total training epochs of all trials")
     parser.add_argument("--address", help="join a Ray cluster: 'auto' or HEAD_IP:6379 (run on a cluster node; Ray Client ray:// is not supported) (default: local Ray)")
+    add_output_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..search import resume_search
-    from .run import finish, quiet_ray_warnings
+    from .run import quiet_ray_warnings, show_result
 
     quiet_ray_warnings()
-    return finish(resume_search(args.run_dir, samples=args.samples, address=args.address,
-                                 epoch_budget=args.epoch_budget))
+    run_dir = resume_search(args.run_dir, samples=args.samples, address=args.address, epoch_budget=args.epoch_budget,
+                            verbose=int(args.verbose), progress=not args.quiet)
+    return show_result(run_dir, args.json)

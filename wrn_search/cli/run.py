@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from pathlib import Path
 
 HELP = "run an architecture search from a search space (a YAML file or a ready space's name)"
 
@@ -35,7 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial")
     parser.add_argument("--max-concurrent", type=int, help="trials running at once")
     parser.add_argument("--seed", type=int, help="sampler and data-split seed")
-    parser.add_argument("--quiet", action="store_true", help="no Ray Tune progress table")
+    add_output_arguments(parser)
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """What ``run`` and ``resume`` print: by default the run directory, one progress line and the front."""
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--verbose", action="store_true",
+                       help="also Ray Tune's status and per-trial tables (the progress line then prints plain lines)")
+    shown.add_argument("--quiet", action="store_true", help="no progress: print only the result (the front)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one JSON object: run directory, report, trials by state, the front")
 
 
 def quiet_ray_warnings() -> None:
@@ -54,16 +66,40 @@ def run(args: argparse.Namespace) -> int:
     quiet_ray_warnings()
     space = load_space(args.space).with_overrides(**overrides)
     run_dir = run_search(space, name=args.name, storage_path=args.storage_path, address=args.address,
-                         study_storage=args.study_storage, verbose=0 if args.quiet else 1)
-    return finish(run_dir)
+                         study_storage=args.study_storage, verbose=int(args.verbose), progress=not args.quiet)
+    return show_result(run_dir, args.json)
 
 
-def finish(run_dir) -> int:
-    """End of ``run`` and ``resume``: write the report, say where everything is, print the front."""
-    from ..dashboards.report import write_report
+def show_result(run_dir: Path, as_json: bool = False) -> int:
+    """End of ``run`` and ``resume`` (their report is written): where everything is and the front, or one JSON object."""
+    from ..dashboards.report import REPORT_FILE
     from . import pareto
 
-    report = write_report(run_dir, run_dir / "report.html")
-    print(f"wrn-search: results in {run_dir} (results.csv, pareto.csv); report: {report}")
-    print(f"wrn-search: live dashboard: wrn-search dashboard {run_dir}")
+    if as_json:
+        print(json.dumps(result_summary(run_dir), indent=1))
+        return 0
+    print(f"wrn-search: results in {run_dir} (results.csv, pareto.csv); report: {run_dir / REPORT_FILE}")
     return pareto.run(argparse.Namespace(run_dir=str(run_dir), x=None, csv=None, json=False))
+
+
+def result_summary(run_dir: Path) -> dict:
+    """The run directory, its report, trials by state and the front (rows as ``wrn-search pareto --json``)."""
+    from ..dashboards.report import REPORT_FILE
+    from ..pareto import pareto_front
+    from ..results import load_run
+    from ..rundir import RunManifest
+    from .pareto import FRONT_COLUMNS
+
+    frame = load_run(run_dir)
+    front = pareto_front(frame, RunManifest.load(run_dir).objectives)
+    return {"run_dir": str(run_dir), "report": str(run_dir / REPORT_FILE), "trials": len(frame),
+            "states": {str(state): int(count) for state, count in frame["state"].value_counts().items()},
+            "front": json.loads(front[FRONT_COLUMNS].to_json(orient="records"))}
+
+
+def finish(run_dir: Path) -> int:
+    """End of ``simulate``: write the report (``run_search`` and ``resume_search`` write their own), show the result."""
+    from ..dashboards.report import REPORT_FILE, write_report
+
+    write_report(run_dir, run_dir / REPORT_FILE)
+    return show_result(run_dir)

@@ -1,0 +1,57 @@
+"""The conventions of the command line and the Python API: --version, extra Ray Tune callbacks through
+run_search and resume_search on a real local Ray, and report.html from run_search as from the CLI."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+from ray import tune
+from search_helpers import write_space
+
+from wrn_search import __version__
+from wrn_search.cli import main
+from wrn_search.rundir import read_jsonl
+from wrn_search.search import resume_search, run_search
+from wrn_search.space import load_space
+
+
+class ResultRecorder(tune.Callback):
+    """A user's callback: remembers every (trial id, epoch) Tune reports."""
+
+    def __init__(self):
+        self.results: list[tuple[str, int]] = []
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self.results.append((trial.trial_id, result["epoch"]))
+
+
+def logged_epochs(run_dir) -> list[tuple[str, int]]:
+    return [(record["trial_id"], record["epoch"]) for record in read_jsonl(run_dir / "epochs.jsonl")]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"wrn-search {__version__}\n"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def test_callbacks_reach_tune_on_run_and_resume_and_the_api_writes_the_report(local_ray, tmp_path):
+    space = load_space(write_space(tmp_path, training={"epochs": 2}, search={"samples": 3, "scheduler": "none"}))
+    first = ResultRecorder()
+    run_dir = run_search(space, name="called", storage_path=str(tmp_path / "runs"), progress=False, callbacks=[first])
+    assert sorted(first.results) == sorted(logged_epochs(run_dir)) and len(first.results) == 3 * 2
+    assert (run_dir / "report.html").stat().st_size > 100_000  # as `wrn-search run` writes it
+
+    (run_dir / "report.html").unlink()
+    again = ResultRecorder()
+    resume_search(run_dir, samples=4, progress=False, callbacks=[again])
+    assert sorted(again.results) == sorted(logged_epochs(run_dir)[len(first.results):])
+    assert len(again.results) == 2 and {trial_id for trial_id, _ in again.results}.isdisjoint(dict(first.results))
+    assert (run_dir / "report.html").is_file()
