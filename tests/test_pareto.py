@@ -126,7 +126,8 @@ def test_pareto_cli_json_table_and_csv(tmp_path, capsys):
 
 
 def test_pareto_cli_marks_a_net_trained_twice(tmp_path, capsys):
-    trials = (FakeTrial("WRN-10-1", 0.3), FakeTrial("WRN-16-1", 0.1), FakeTrial("WRN-10-1", 0.3), FakeTrial("WRN-10-1", 0.3))
+    trials = (FakeTrial("WRN-10-1", 0.3), FakeTrial("WRN-16-1", 0.1), FakeTrial("WRN-10-1", 0.3),
+              FakeTrial("WRN-10-1", 0.3))
     run = make_run(tmp_path / "run", trials)
     assert main(["pareto", str(run)]) == 0
     lines = capsys.readouterr().out.splitlines()
