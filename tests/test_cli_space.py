@@ -15,8 +15,8 @@ def test_text_summary(capsys):
     out = capsys.readouterr().out
     space = load_space("quickstart")
     assert out.startswith("search space quickstart\n")
-    assert f"feasible architectures: {space.feasible_count} (continuous: lr)" in out
-    assert "smallest:  WRN-10-0.25-B(3,3)" in out and "params histogram:" in out
+    assert f"feasible architectures: {space.feasible_count}\n" in out  # only the architecture is searched
+    assert "smallest:  WRN-10-0.125-B(3,3)" in out and "params histogram:" in out
     assert '"samples": 30, "epoch_budget": null' in out  # the search settings line
 
 

@@ -173,6 +173,7 @@ def test_grid_sampler_visits_each_architecture_once():
 def test_grid_mode_of_a_product_space_uses_the_grid_axes():
     document = load_space("quickstart").to_dict()
     document["dimensions"]["lr"] = [0.05, 0.1]
+    document["dimensions"]["dropout"] = [0.0, 0.3]
     document["search"]["sampler"] = "grid"
     space = parse_space(document)
     axes = space.grid_axes()
