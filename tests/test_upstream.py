@@ -12,11 +12,13 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
 import optuna
 import pytest
+from ray import tune
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The package's sources (``dashboards`` installs as ``wrn_search.dashboards``).
@@ -34,6 +36,8 @@ PRIVATE: dict[str, tuple[str, ...]] = {
     "optuna.samplers.TPESampler": ("_sample", "_constant_liar", "_gamma", "_rng.rng", "_n_ei_candidates",
                                    "_build_parzen_estimator", "_compare", "_compute_acquisition_func"),
     "optuna.samplers._tpe.sampler": ("default_gamma", "default_gamma_multiobjective"),
+    # search.py: Tuner.restore takes no RunConfig, so a resume's callbacks and verbosity join the restored one.
+    "ray.tune.Tuner": ("_local_tuner.get_run_config",),
 }
 
 
@@ -54,6 +58,7 @@ def specimens() -> dict[str, object]:
         "optuna.trial.FrozenTrial": study.trials[0],
         "optuna.samplers.TPESampler": optuna.samplers.TPESampler(),
         "optuna.samplers._tpe.sampler": importlib.import_module("optuna.samplers._tpe.sampler"),
+        "ray.tune.Tuner": tune.Tuner(lambda config: None, run_config=tune.RunConfig(storage_path=tempfile.mkdtemp())),
     }
 
 

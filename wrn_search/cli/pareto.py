@@ -36,11 +36,12 @@ def run(args: argparse.Namespace) -> int:
     reference = reference_point(frame, objectives)
     volume = hypervolume(front[objectives].to_numpy(dtype=float), reference)
     print(f"{'#':>4} {'name':<28} {'params':>12} {'MACs':>14} {'val error':>9} {'epochs':>6}  trial id")
-    for row in rows.itertuples(index=False):
+    for row in rows.to_dict("records"):
         # Costs are float when one is beyond int64 (load_run); ",.0f" prints both kinds as whole numbers.
-        tied = f"  (+{row.ties} same net, same values)" if row.ties else ""
-        print(f"{row.number:>4} {row.name:<28} {row.params:>12,.0f} {row.macs:>14,.0f} {row.val_error:>9.4f} "
-              f"{row.epochs:>6}  {row.trial_id}  {hyperparameter_text(row._asdict())}".rstrip() + tied)
+        tied = f"  (+{row['ties']} same net, same values)" if row["ties"] else ""
+        print(f"{row['number']:>4} {row['name']:<28} {row['params']:>12,.0f} {row['macs']:>14,.0f} "
+              f"{row['val_error']:>9.4f} {row['epochs']:>6}  {row['trial_id']}  {hyperparameter_text(row)}".rstrip()
+              + tied)
     early = int((frame["state"] == "PRUNED").sum())
     ties = int(front["ties"].sum())
     repeats = f", {ties} more that repeat a net on it with the same values" if ties else ""
