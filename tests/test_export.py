@@ -174,3 +174,20 @@ def test_retrain_reports_test_error(run, tmp_path, capsys):
     printed = capsys.readouterr()
     assert f"test error {card['test_error']:.4f}" in printed.out
     assert "WRN-10-1-B(3,3): 100%" in printed.err and "1/1" in printed.err  # the epoch bar, as in wrn-search train
+
+
+def test_model_card_names_the_searched_hyperparameters(run):
+    """Two trials of one net differ by their searched hyperparameters: the card says which it is."""
+    from wrn_search.export import Model, card_markdown, model_card
+    from wrn_search.results import load_run
+    from wrn_search.rundir import RunManifest
+
+    row = load_run(run).iloc[0].copy()
+    row["lr"], row["batch_size"] = 0.05, 64
+    spec = WRNSpec.parse(row["name"])
+    card = model_card(row, Model(spec, build_model(spec), "weights.pt"), RunManifest.load(run), "state_dict")
+    assert card["hyperparameters"] == {"lr": 0.05, "batch_size": 64}
+    assert "| searched hyperparameters | lr=0.05 batch_size=64 |" in card_markdown(card)
+    del row["lr"], row["batch_size"]
+    card = model_card(row, Model(spec, build_model(spec), "weights.pt"), RunManifest.load(run), "state_dict")
+    assert card["hyperparameters"] == {} and "searched hyperparameters" not in card_markdown(card)

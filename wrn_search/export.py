@@ -25,7 +25,7 @@ from .data import dataset_info
 from .epoch_bar import epoch_bar
 from .model import WideResNet, build_model
 from .pareto import pareto_front
-from .results import load_run
+from .results import hyperparameter_text, hyperparameters, load_run
 from .rundir import RunManifest
 from .spec import WRNSpec
 from .train import CHECKPOINT_FILE, CHECKPOINT_FORMAT
@@ -141,7 +141,8 @@ def model_card(row: pd.Series, model: Model, manifest: RunManifest, fmt: str) ->
         "trial_id": row["trial_id"], "state": row["state"], "outcome": row["outcome"],
         "params": int(row["params"]), "macs": int(row["macs"]),
         "val_error": float(row["val_error"]) if pd.notna(row["val_error"]) else None,
-        "epochs": int(row["epochs"]), "test_error": model.test_error, "weights": model.source,
+        "epochs": int(row["epochs"]), "hyperparameters": hyperparameters(row), "test_error": model.test_error,
+        "weights": model.source,
         "format": fmt, "file": WEIGHT_FILES[fmt],
         "dataset": {"name": info.name, "num_classes": info.num_classes, "in_channels": info.in_channels,
                     "input_size": list(info.input_size), "mean": list(info.mean), "std": list(info.std)},
@@ -169,6 +170,8 @@ def card_markdown(card: dict) -> str:
         "| | |", "| --- | --- |",
         f"| parameters | {card['params']:,} |", f"| MACs per image | {card['macs']:,} |",
         f"| validation error | {val} after {card['epochs']} epochs ({outcome}) |",
+        *([f"| searched hyperparameters | {hyperparameter_text(card['hyperparameters'])} |"]
+          if card["hyperparameters"] else []),
         f"| test error | {test} |", f"| weights | {weights} |",
         f"| file | `{card['file']}` ({card['format']}) |",
         f"| dataset | {dataset}: {data['num_classes']} classes, {data['in_channels']} x "
