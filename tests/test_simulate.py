@@ -169,7 +169,9 @@ def test_simulate_cli_writes_a_run_that_status_pareto_and_report_read(bench, tmp
                      "--seed", "3", "--name", "cli", "--storage-path", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "trials on the front" in result.stdout
+    assert result.stderr == ""  # no Optuna ExperimentalWarning or "A new study created" line
     run_dir = tmp_path / "cli"
+    assert (run_dir / "report.html").stat().st_size > 1000  # like a real run, the report is written
     status = run_cli("status", str(run_dir), "--json", cwd=tmp_path)
     summary = json.loads(status.stdout)
     assert summary["trials"] == 40 and summary["resume_would"] is None and summary["table"] == table

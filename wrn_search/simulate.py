@@ -31,7 +31,8 @@ from ray.tune.search import Searcher
 
 from .checks import require_int, require_number
 from .rundir import EPOCH_LOG, SIMULATION_FILE, STUDY_JOURNAL, epoch_record, open_storage, write_atomic, write_jsonl
-from .search import full_epochs, init_run_dir, make_scheduler, run_dir_for, sample_budget
+from .dashboards.report import REPORT_FILE, write_report
+from .search import full_epochs, init_run_dir, make_scheduler, quiet_optuna, run_dir_for, sample_budget
 from .samplers import make_sampler
 from .searcher import StudySearcher
 from .space import SearchSpace
@@ -200,7 +201,8 @@ def simulate(space: SearchSpace, table: Table, workers: int, time_budget: float 
              argv: list[str] | None = None) -> Path:
     """Run a simulated search into a new run directory and return it; bad input raises ``ValueError`` first.
 
-    The study lives in memory while the clock runs and is copied to ``study_storage`` at the end
+    Like a real run it ends with ``results.csv``, ``pareto.csv`` and ``report.html``. The study lives in
+    memory while the clock runs and is copied to ``study_storage`` at the end
     (default: the run's ``study.log``, Optuna's journal file, which takes 1,000 trials in a second
     where SQLite's one transaction per trial takes a minute), so no call waits for a commit.
     """
@@ -210,7 +212,8 @@ def simulate(space: SearchSpace, table: Table, workers: int, time_budget: float 
     require_int(workers, "workers", 1)
     if time_budget is not None:
         require_number(time_budget, "time_budget", 0, open_low=True)
-    make_sampler(space)
+    with quiet_optuna():
+        make_sampler(space)  # fails now if the sampler cannot be built
     if study_storage is not None:
         open_storage(study_storage)
     if "://" in storage_path:
@@ -220,21 +223,24 @@ def simulate(space: SearchSpace, table: Table, workers: int, time_budget: float 
     if run_dir.exists():
         raise FileExistsError(f"run directory {run_dir} exists; choose another --name")
     run_dir.mkdir(parents=True)
-    try:
-        manifest = init_run_dir(space, run_dir, name, None, study_storage or str(run_dir / STUDY_JOURNAL), argv,
-                                table=table.source)
-        epochs: list[dict] = []
-        simulation = replay(space, table, workers, run_dir, manifest.study_name, time_budget, on_epoch=epochs.append,
-                            origin=datetime.fromisoformat(manifest.created).timestamp())
-        write_jsonl(run_dir / EPOCH_LOG, epochs)
-        optuna.copy_study(from_study_name=manifest.study_name, from_storage=simulation.searcher.study._storage,
-                          to_storage=open_storage(manifest.storage), to_study_name=manifest.study_name)
-        write_atomic(run_dir / SIMULATION_FILE, json.dumps({
-            "table": table.source, "table_seed": simulation.table_seed, "workers": workers,
-            "time_budget": time_budget, "simulated_seconds": simulation.clock,
-            "trials": len(simulation.finished)}, indent=1) + "\n")
-    except BaseException:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+    with quiet_optuna():  # the sampler options wrn-search chose are not news to the user
+        try:
+            manifest = init_run_dir(space, run_dir, name, None, study_storage or str(run_dir / STUDY_JOURNAL), argv,
+                                    table=table.source)
+            epochs: list[dict] = []
+            simulation = replay(space, table, workers, run_dir, manifest.study_name, time_budget,
+                                on_epoch=epochs.append, origin=datetime.fromisoformat(manifest.created).timestamp())
+            write_jsonl(run_dir / EPOCH_LOG, epochs)
+            optuna.copy_study(from_study_name=manifest.study_name,
+                              from_storage=simulation.searcher.study._storage,
+                              to_storage=open_storage(manifest.storage), to_study_name=manifest.study_name)
+            write_atomic(run_dir / SIMULATION_FILE, json.dumps({
+                "table": table.source, "table_seed": simulation.table_seed, "workers": workers,
+                "time_budget": time_budget, "simulated_seconds": simulation.clock,
+                "trials": len(simulation.finished)}, indent=1) + "\n")
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
     write_results(run_dir)
+    write_report(run_dir, run_dir / REPORT_FILE)
     return run_dir

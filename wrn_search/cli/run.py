@@ -96,10 +96,3 @@ def result_summary(run_dir: Path) -> dict:
             "states": {str(state): int(count) for state, count in frame["state"].value_counts().items()},
             "front": json.loads(front[FRONT_COLUMNS].to_json(orient="records"))}
 
-
-def finish(run_dir: Path) -> int:
-    """End of ``simulate``: write the report (``run_search`` and ``resume_search`` write their own), show the result."""
-    from ..dashboards.report import REPORT_FILE, write_report
-
-    write_report(run_dir, run_dir / REPORT_FILE)
-    return show_result(run_dir)

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ..space import load_space
     from ..simulate import simulate
     from ..table import load_table
-    from .run import finish
+    from .run import show_result
 
     samples = args.samples
     if samples is None and args.time_budget is not None and args.epoch_budget is None:
@@ -43,4 +43,4 @@ def run(args: argparse.Namespace) -> int:
     run_dir = simulate(space, table, workers, time_budget=args.time_budget, name=args.name,
                        storage_path=args.storage_path, study_storage=args.study_storage,
                        argv=["wrn-search", *sys.argv[1:]])
-    return finish(run_dir)
+    return show_result(run_dir)
