@@ -15,6 +15,7 @@ import platform
 import shutil
 import tempfile
 import time
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from ray.tune.search import SearchGenerator, Searcher
 
 from . import __version__
 from .rundir import append_jsonl, read_jsonl
-from .search import build_trainable, full_epochs, load_space_dataset, ray_session
+from .search import TUNE_NEW_OUTPUT_ENV, build_trainable, environment, full_epochs, load_space_dataset, ray_session
 from .space import SearchSpace
 from .table import (EPOCH_COLUMNS, FORMAT, SPEC_COLUMNS, Table, config_key, hyperparameter_columns, is_complete,
                     load_table, table_paths, write_table)
@@ -131,7 +132,8 @@ def tabulate(space: SearchSpace, seeds: int, out: str | Path, address: str | Non
                         callbacks=[CurveRecorder(log_path, (*SPEC_COLUMNS, *hyperparameters))],
                     ),
                 )
-                tuner.fit()
+                with environment(TUNE_NEW_OUTPUT_ENV, "0") if not verbose else nullcontext():  # no start-up box
+                    tuner.fit()
         finally:
             shutil.rmtree(storage, ignore_errors=True)
     recorded = complete_curves(pd.concat([recorded, pd.DataFrame.from_records(read_jsonl(log_path))],
