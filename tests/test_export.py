@@ -191,3 +191,20 @@ def test_model_card_names_the_searched_hyperparameters(run):
     del row["lr"], row["batch_size"]
     card = model_card(row, Model(spec, build_model(spec), "weights.pt"), RunManifest.load(run), "state_dict")
     assert card["hyperparameters"] == {} and "searched hyperparameters" not in card_markdown(card)
+
+
+def test_retrain_takes_the_best_device_and_leaves_ray_alone(run, tmp_path, monkeypatch):
+    """export --retrain has the machine to itself: device "auto" (a GPU where there is one); it loads the
+    dataset without importing the search."""
+    import wrn_search.train
+
+    seen = {}
+
+    def record(self, spec, dataset, config):
+        seen["device"] = config.device
+        raise ValueError("recorded")
+
+    monkeypatch.setattr(wrn_search.train.Trainer, "__init__", record)
+    monkeypatch.delitem(sys.modules, "wrn_search.search", raising=False)
+    assert main(["export", str(run), "--trial", "0", "--out", str(tmp_path), "--retrain", "1"]) == 2
+    assert seen == {"device": "auto"} and "wrn_search.search" not in sys.modules

@@ -85,7 +85,6 @@ def retrain(run_dir: Path, number: int, spec: WRNSpec, epochs: int, progress: bo
     """Train ``spec`` with the trial's hyperparameters for ``epochs`` on train+val (an epoch bar on stderr
     with ``progress``); measure test error."""
     from .results import open_study
-    from .search import load_space_dataset
     from .space import load_space
     from .train import Trainer
     from .trainable import trial_train_config
@@ -93,8 +92,9 @@ def retrain(run_dir: Path, number: int, spec: WRNSpec, epochs: int, progress: bo
     manifest = RunManifest.load(run_dir)
     space = load_space(str(run_dir / "space.yaml"))
     trial_params = open_study(run_dir, manifest).trials[number].params
-    config = trial_train_config(trial_params, {**space.training, "epochs": epochs})
-    trainer = Trainer(spec, load_space_dataset(space).merged(), config)
+    # The machine is the retrain's alone: as a trial holding a whole GPU, "auto" takes one if there is one.
+    config = trial_train_config(trial_params, {**space.training, "epochs": epochs}, gpus=1)
+    trainer = Trainer(spec, space.dataset.load(space.search.seed).merged(), config)
     with epoch_bar(spec.name, epochs) if progress else nullcontext() as advance:
         result = trainer.fit(advance)
     if result.outcome != "completed":

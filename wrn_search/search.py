@@ -35,7 +35,7 @@ from ray.tune.schedulers import HyperBandScheduler, MedianStoppingRule, TrialSch
 
 from .checkpoints import storage_fs, trial_dirname
 from .dashboards.report import REPORT_FILE, write_report
-from .data import Dataset, dataset_info, load_dataset
+from .data import Dataset, dataset_info
 from .lock import LOCK_FILE, run_dir_lock
 from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_FILE, TUNE_DIR, RunManifest,
                      append_jsonl, epoch_record, open_storage)
@@ -206,9 +206,8 @@ def build_trainable(space: SearchSpace, dataset: Dataset, experiment_path: str |
 
 
 def load_space_dataset(space: SearchSpace) -> Dataset:
-    section = space.dataset
-    return load_dataset(section.name, root=section.root, download=section.download,
-                        val_fraction=section.val_fraction, seed=space.search.seed)
+    """The space's dataset, split with the search's seed (SVHN's extra split included when asked)."""
+    return space.dataset.load(space.search.seed)
 
 
 def run_dir_for(name: str, storage_path: str) -> tuple[Path, str]:
