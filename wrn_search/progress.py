@@ -153,10 +153,12 @@ class ProgressLine(tune.Callback):
             eta = "?"
         done = self.finished
         failed = f", {done.failed} failed" if done.failed else ""
-        # The ETA before the time elapsed: a terminal too narrow for the line cuts its end.
-        return (f"wrn-search: {done.trials}/{self.manifest.samples} finished, {self.running} running, "
-                f"{done.stopped_early} stopped early{failed}; front {done.front}, hypervolume "
-                f"{done.hypervolume:.4f}; ETA {eta}, {duration(elapsed)} elapsed")
+        stopped = "stopped" if self.in_place else "stopped early"
+        counts = (f"{done.trials}/{self.manifest.samples} finished, {self.running} running, "
+                  f"{done.stopped_early} {stopped}{failed}; front {done.front}")
+        if self.in_place:  # short, for 80 columns: the start lines already said who is talking
+            return f"{counts}, hv {done.hypervolume:.3f}; {duration(elapsed)}, ETA {eta}"
+        return f"wrn-search: {counts}, hypervolume {done.hypervolume:.4f}; ETA {eta}, {duration(elapsed)} elapsed"
 
     def show(self, last: bool = False) -> None:
         line = self.line()
