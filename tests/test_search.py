@@ -64,7 +64,9 @@ def test_multi_objective_tpe_with_moasha_keeps_pruned_off_the_front(local_ray, t
     results = check_run_is_consistent(run_dir, 3)
     pareto = pd.read_csv(run_dir / "pareto.csv")
     assert len(pareto) >= 1 and set(pareto["state"]) == {"COMPLETE"}
-    assert set(pareto["number"]) == {t.number for t in study_of(run_dir).best_trials}
+    best = study_of(run_dir).best_trials  # Optuna's front; a net trained twice to the same values is one row of ours
+    assert set(pareto["number"]) <= {t.number for t in best}
+    assert set(pareto["name"]) == {t.user_attrs["name"] for t in best} and pareto["name"].is_unique
     assert set(results[results["state"] == "PRUNED"]["number"]).isdisjoint(pareto["number"])
     decisions = read_jsonl(run_dir / "scheduler.jsonl")  # MO-ASHA ranked (val_error, params) at its rungs
     assert decisions and all(len(decision["values"]) == 2 for decision in decisions)
