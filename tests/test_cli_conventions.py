@@ -4,7 +4,6 @@ run_search and resume_search on a real local Ray, and report.html from run_searc
 from __future__ import annotations
 
 import pytest
-import ray
 from ray import tune
 from search_helpers import write_space
 
@@ -13,6 +12,9 @@ from wrn_search.cli import main
 from wrn_search.rundir import read_jsonl
 from wrn_search.search import resume_search, run_search
 from wrn_search.space import load_space
+
+#: Every test here starts Ray or a search (the fast loop, ``pytest -m "not slow"``, leaves them out).
+pytestmark = pytest.mark.slow
 
 
 class ResultRecorder(tune.Callback):
@@ -33,13 +35,6 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out == f"wrn-search {__version__}\n"
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
 
 
 def test_callbacks_reach_tune_on_run_and_resume_and_the_api_writes_the_report(local_ray, tmp_path):

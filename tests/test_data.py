@@ -10,11 +10,6 @@ from torchvision import datasets
 from wrn_search.data import Dataset, Split, dataset_info, load_dataset
 
 
-@pytest.fixture(scope="module")
-def digits() -> Dataset:
-    return load_dataset("digits")
-
-
 def rows(*splits: Split) -> list[bytes]:
     """Every (image, label) pair, sorted: equal lists mean the same images, duplicates included."""
     return sorted(s.images[i].tobytes() + bytes([s.labels[i]]) for s in splits for i in range(len(s)))

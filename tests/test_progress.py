@@ -117,6 +117,7 @@ def cli_run(tmp_path_factory):
     return tmp_path, tmp_path / "runs" / "watched", result
 
 
+@pytest.mark.slow  # a real search, or CLI processes in a row
 def test_run_says_where_first_and_its_last_line_matches_the_study(cli_run):
     _, run_dir, result = cli_run
     lines = result.stderr.splitlines()
@@ -141,6 +142,7 @@ def test_a_run_prints_no_upstream_noise(cli_run):
         assert text not in result.stderr and text not in result.stdout, text
 
 
+@pytest.mark.slow  # a real search, or CLI processes in a row
 def test_resume_verbose_shows_rays_tables_and_quiet_json_only_the_result(cli_run):
     tmp_path, run_dir, _ = cli_run
     verbose = run_cli("resume", str(run_dir), "--samples", "5", "--verbose", cwd=tmp_path)

@@ -23,6 +23,9 @@ from wrn_search.search import run_search
 from wrn_search.space import load_space
 from wrn_search.lock import LOCK_FILE, run_dir_lock
 
+#: Every test here starts Ray or a search (the fast loop, ``pytest -m "not slow"``, leaves them out).
+pytestmark = pytest.mark.slow
+
 
 def wait_for(predicate, timeout: float, what: str) -> None:
     deadline = time.time() + timeout

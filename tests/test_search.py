@@ -5,7 +5,6 @@ from __future__ import annotations
 import optuna
 import pandas as pd
 import pytest
-import ray
 
 from search_helpers import run_cli, study_of, write_space
 from wrn_search.run_status import status as summarize
@@ -13,12 +12,8 @@ from wrn_search.rundir import read_jsonl
 from wrn_search.search import resume_search, run_search
 from wrn_search.space import load_space
 
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
+#: Every test here starts Ray or a search (the fast loop, ``pytest -m "not slow"``, leaves them out).
+pytestmark = pytest.mark.slow
 
 
 def check_run_is_consistent(run_dir, full_epochs: int) -> pd.DataFrame:

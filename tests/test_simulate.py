@@ -132,6 +132,7 @@ def test_a_space_whose_grid_is_not_in_the_table_is_refused(bench, tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["bigger.yaml", "recipe.yaml"]  # nothing written
 
 
+@pytest.mark.slow  # a real search, or CLI processes in a row
 def test_bad_table_files_get_one_clear_line(bench, tmp_path):
     directory, space_path, _ = bench
     cases = {
@@ -162,6 +163,7 @@ def test_bad_table_files_get_one_clear_line(bench, tmp_path):
     assert not (tmp_path / "wrn-runs").exists()
 
 
+@pytest.mark.slow  # a real search, or CLI processes in a row
 def test_simulate_cli_writes_a_run_that_status_pareto_and_report_read(bench, tmp_path):
     directory, space_path, _ = bench
     table = str(directory / "sim.csv.gz")

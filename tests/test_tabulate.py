@@ -6,12 +6,16 @@ import json
 import shutil
 
 import pandas as pd
+import pytest
 
 from search_helpers import run_cli, write_space
 from table_fixtures import write_synthetic_table
 from wrn_search.rundir import append_jsonl
 from wrn_search.space import load_space
 from wrn_search.table import load_table
+
+#: Every test here starts Ray or a search (the fast loop, ``pytest -m "not slow"``, leaves them out).
+pytestmark = pytest.mark.slow
 
 TINY = {
     "dimensions": {"depth": [10], "widen_factor": [0.25, 0.5], "block_types": ["B(3,3)"], "lr": [0.05, 0.1]},
