@@ -1,21 +1,45 @@
-"""Searches on simulated multi-node clusters (``ray.cluster_utils.Cluster``), each started and stopped here."""
+"""Searches on simulated multi-node clusters (``ray.cluster_utils.Cluster``, on 127.0.0.1), and a local Ray's ports."""
 
 from __future__ import annotations
 
+import ipaddress
+import os
+
 import pandas as pd
+import psutil
 import ray
 from ray.cluster_utils import Cluster
 
 from search_helpers import write_space
 from test_search import check_run_is_consistent
+from wrn_search.cluster import ray_session
 from wrn_search.rundir import read_jsonl
 from wrn_search.search import run_search
 from wrn_search.space import load_space
 
+#: Nodes of the simulated clusters listen on loopback only (Ray's default is every interface).
+LOOPBACK_NODE = {"node_ip_address": "127.0.0.1", "include_dashboard": False}
+
+
+def is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+
+def test_a_local_ray_listens_on_loopback_only():
+    assert not ray.is_initialized()
+    with ray_session(None):
+        ray.get([ray.remote(lambda: None).remote() for _ in range(2)])  # start workers, which listen too
+        ours = {os.getpid()} | {child.pid for child in psutil.Process().children(recursive=True)}
+        listening = {(c.pid, c.laddr.ip) for c in psutil.net_connections("inet")
+                     if c.status == psutil.CONN_LISTEN and c.pid in ours}
+    assert len({pid for pid, _ in listening}) >= 3  # the GCS, the raylet, workers: Ray's ports were seen
+    assert all(is_loopback(ip) for _, ip in listening), sorted(listening)
+
 
 def test_trials_spread_over_two_nodes(tmp_path):
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, **LOOPBACK_NODE})
+    cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
     try:
         # Trials long enough that the second node's worker has started (imports torch) before the search ends.
         space = write_space(tmp_path, search={"samples": 6, "scheduler": "none"}, training={"epochs": 15})
@@ -30,8 +54,7 @@ def test_trials_spread_over_two_nodes(tmp_path):
 
 
 def test_auto_gpus_pack_small_trials_onto_one_gpu(tmp_path):
-    cluster = Cluster(initialize_head=True,
-                      head_node_args={"num_cpus": 4, "num_gpus": 1, "include_dashboard": False})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 1, **LOOPBACK_NODE})
     try:
         space = write_space(tmp_path, search={"samples": 4, "max_concurrent": 4, "scheduler": "none"},
                             resources={"cpus_per_trial": 1, "gpus_per_trial": "auto"}, training={"epochs": 3})

@@ -16,7 +16,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import sys
 import threading
 import time
@@ -34,6 +33,7 @@ from ray import tune
 from ray.tune.schedulers import HyperBandScheduler, MedianStoppingRule, TrialScheduler
 
 from .checkpoints import storage_fs, trial_dirname
+from .cluster import ray_session
 from .dashboards.report import REPORT_FILE, write_report
 from .data import Dataset, dataset_info
 from .lock import LOCK_FILE, run_dir_lock
@@ -157,45 +157,6 @@ def sample_budget(space: SearchSpace) -> int:
     if space.search.sampler == "grid":
         samples = min(samples, math.prod(len(values) for values in space.grid_axes().values()))
     return samples
-
-
-def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast on ``host:port`` with nobody listening (Ray itself retries for minutes)."""
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        return  # "auto", "local" and friends: Ray answers those at once
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as error:
-        raise ValueError(f"address: no Ray cluster answers at {address!r} ({error.strerror or error}); "
-                         "start one with `ray start --head` or leave out --address") from None
-
-
-@contextmanager
-def ray_session(address: str | None) -> Iterator[None]:
-    """Join ``address`` or start a local Ray for the block; stop only what this call started."""
-    if ray.is_initialized():
-        if address:
-            raise ValueError(f"address: this process is already connected to Ray; call ray.shutdown() "
-                             f"before joining {address!r}")
-        yield
-        return
-    if address and address.startswith("ray://"):
-        raise ValueError("address: Ray Client (ray://) is not supported: Tune would run the search on the head "
-                         "node, away from this run directory; run wrn-search on a cluster node with --address auto")
-    if address:
-        check_reachable(address)
-    kwargs = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False}
-    try:
-        ray.init(address=address or "local", **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"address: cannot join a Ray cluster at {address!r} ({reason}); "
-                         "start one with `ray start --head` or leave out --address") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def build_trainable(space: SearchSpace, dataset: Dataset, experiment_path: str | None = None):

@@ -24,8 +24,9 @@ from ray import tune
 from ray.tune.search import SearchGenerator, Searcher
 
 from . import __version__
+from .cluster import ray_session
 from .rundir import append_jsonl, read_jsonl
-from .search import TUNE_NEW_OUTPUT_ENV, build_trainable, environment, full_epochs, load_space_dataset, ray_session
+from .search import TUNE_NEW_OUTPUT_ENV, build_trainable, environment, full_epochs, load_space_dataset
 from .space import SearchSpace
 from .table import (EPOCH_COLUMNS, FORMAT, SPEC_COLUMNS, Table, config_key, hyperparameter_columns, is_complete,
                     load_table, table_paths, write_table)
