@@ -38,6 +38,10 @@ PRIVATE: dict[str, tuple[str, ...]] = {
     "optuna.samplers._tpe.sampler": ("default_gamma", "default_gamma_multiobjective"),
     # search.py: Tuner.restore takes no RunConfig, so a resume's callbacks and verbosity join the restored one.
     "ray.tune.Tuner": ("_local_tuner.get_run_config",),
+    # cluster.py: keep loopback addresses as given, send the token to an explicit address, probe the GCS.
+    "ray._private.ray_constants": ("ENABLE_RAY_CLUSTER",),
+    "ray._private.services": ("canonicalize_bootstrap_address",),
+    "ray._raylet": ("AuthenticationTokenLoader", "Config", "GcsClient"),
 }
 
 
@@ -58,6 +62,8 @@ def specimens() -> dict[str, object]:
         "optuna.trial.FrozenTrial": study.trials[0],
         "optuna.samplers.TPESampler": optuna.samplers.TPESampler(),
         "optuna.samplers._tpe.sampler": importlib.import_module("optuna.samplers._tpe.sampler"),
+        **{name: importlib.import_module(name)
+           for name in ("ray._private.ray_constants", "ray._private.services", "ray._raylet")},
         "ray.tune.Tuner": tune.Tuner(lambda config: None, run_config=tune.RunConfig(storage_path=tempfile.mkdtemp())),
     }
 
