@@ -10,6 +10,7 @@ import pytest
 import ray
 import torch
 
+from search_helpers import start_local_ray
 from wrn_search.data import Dataset, load_dataset
 
 
@@ -21,8 +22,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A local Ray with two CPUs for the module's tests, as ``ray.init`` starts it for a user."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    """A local Ray with two CPUs for the module's tests, on 127.0.0.1 only, as wrn-search starts one."""
+    start_local_ray()
     yield
     ray.shutdown()
 

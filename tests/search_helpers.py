@@ -7,9 +7,20 @@ import sys
 from pathlib import Path
 
 import optuna
+import ray
 import yaml
 
+from wrn_search.cluster import LOOPBACK, loopback_kept
 from wrn_search.rundir import RunManifest, open_storage
+
+#: A simulated cluster node of ``ray.cluster_utils.Cluster`` on loopback only (Ray's default is every interface).
+LOOPBACK_NODE = {"node_ip_address": LOOPBACK, "include_dashboard": False}
+
+
+def start_local_ray(num_cpus: int = 2) -> None:
+    """A local Ray on 127.0.0.1 only, as wrn-search starts one; the caller shuts it down."""
+    with loopback_kept():
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="ERROR", _node_ip_address=LOOPBACK)
 
 
 def study_of(run_dir) -> optuna.Study:

@@ -7,18 +7,20 @@ import os
 
 import pandas as pd
 import psutil
+import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from search_helpers import write_space
+from search_helpers import LOOPBACK_NODE, write_space
 from test_search import check_run_is_consistent
 from wrn_search.cluster import ray_session
 from wrn_search.rundir import read_jsonl
 from wrn_search.search import run_search
 from wrn_search.space import load_space
 
-#: Nodes of the simulated clusters listen on loopback only (Ray's default is every interface).
-LOOPBACK_NODE = {"node_ip_address": "127.0.0.1", "include_dashboard": False}
+#: Every test here starts Ray nodes (the fast loop, ``pytest -m "not slow"``, leaves them out).
+pytestmark = pytest.mark.slow
+
 
 
 def is_loopback(ip: str) -> bool:

@@ -29,6 +29,9 @@ import pytest
 from search_helpers import study_of, write_space
 from wrn_search.rundir import read_jsonl
 
+#: Every test here starts Ray nodes (the fast loop, ``pytest -m "not slow"``, leaves them out).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "### Run on a cluster"
 #: What the test adds to each README ``ray start``: one CPU a node (trials need both) and a process the test owns

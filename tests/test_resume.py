@@ -17,7 +17,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from search_helpers import run_cli, study_of, write_space
+from search_helpers import LOOPBACK_NODE, run_cli, start_local_ray, study_of, write_space
 from wrn_search.rundir import read_jsonl
 from wrn_search.search import run_search
 from wrn_search.space import load_space
@@ -158,7 +158,7 @@ def test_a_crashed_worker_is_retried_from_its_checkpoint(tmp_path):
                 killed.append(worker.pid)
 
     killer = threading.Thread(target=kill_the_training_worker, daemon=True)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    start_local_ray()
     try:
         killer.start()
         run_search(load_space(space), name="crash", storage_path=str(tmp_path / "runs"), verbose=0)
@@ -174,8 +174,8 @@ def test_a_crashed_worker_is_retried_from_its_checkpoint(tmp_path):
 
 
 def test_losing_a_node_mid_search(tmp_path):
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    worker = cluster.add_node(num_cpus=1)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, **LOOPBACK_NODE})
+    worker = cluster.add_node(num_cpus=1, node_ip_address=LOOPBACK_NODE["node_ip_address"])
     run_dir = tmp_path / "runs" / "node-loss"
     removed = threading.Event()
 
@@ -210,7 +210,7 @@ def test_diverging_trials_are_marked_and_the_rest_finish(tmp_path):
     space = write_space(tmp_path, dimensions={"depth": [10], "widen_factor": [1], "block_types": ["B(3,3)"],
                                               "lr": [0.05, 10000.0]},
                         training={"epochs": 3}, search={"samples": 6, "scheduler": "none", "sampler": "grid"})
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    start_local_ray()
     try:
         run_dir = run_search(load_space(space), name="diverge", storage_path=str(tmp_path / "runs"), verbose=0)
     finally:
