@@ -208,3 +208,9 @@ def test_retrain_takes_the_best_device_and_leaves_ray_alone(run, tmp_path, monke
     monkeypatch.delitem(sys.modules, "wrn_search.search", raising=False)
     assert main(["export", str(run), "--trial", "0", "--out", str(tmp_path), "--retrain", "1"]) == 2
     assert seen == {"device": "auto"} and "wrn_search.search" not in sys.modules
+
+
+def test_export_is_part_of_the_package_api(run, tmp_path):
+    import wrn_search
+
+    assert wrn_search.export_trials(run, trial="3", out=tmp_path) == [tmp_path / "trial-3"]

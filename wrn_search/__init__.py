@@ -1,8 +1,9 @@
 """wrn-search: architecture search over Wide Residual Networks with Ray Tune and Optuna.
 
 Heavy modules (torch, ray) load on first use, so ``wrn-search count`` and
-``wrn-search space`` start in a fraction of a second. ``status(run_dir)`` and
-``report(*run_dirs, out=None)`` are what ``wrn-search status`` and ``report`` do.
+``wrn-search space`` start in a fraction of a second. ``status(run_dir)``,
+``report(*run_dirs, out=None)`` and ``export_trials(run_dir, ...)`` are what ``wrn-search status``,
+``report`` and ``export`` do.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ _LAZY = {
     "WideResNet": "model",
     "status": "run_status",
     "report": "dashboards.report",
+    "export_trials": "export",
 }
 
 __all__ = ["WRNSpec", *_LAZY]
