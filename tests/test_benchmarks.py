@@ -8,7 +8,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import loader, run  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks import loader, run, train_step  # noqa: E402
 
 FIELDS = {"name": str, "ours": float, "baseline": float, "unit": str, "ratio": float, "device": str,
           "workload": str, "checks": dict, "details": dict}
@@ -45,3 +47,19 @@ def test_tiny_loader_benchmark(monkeypatch):
 def test_bad_arguments(bad):
     with pytest.raises(SystemExit):
         run.main(bad)
+
+
+def test_train_step_times_throughput_on_a_gpu():
+    """Issue 17: on a GPU, 1-2 step epochs and one 2048^2 matmul per sync timed launches and syncs."""
+    gpu = train_step.timing(torch.device("cuda"), quick=True)
+    assert gpu.steps >= 50 and gpu.matmul_size >= 8192 and gpu.matmul_iterations >= 10
+    cpu = train_step.timing(torch.device("cpu"), quick=False)
+    assert (cpu.steps, cpu.repeats, cpu.matmul_size, cpu.matmul_iterations) == (2, 5, 2048, 1)
+
+
+def test_matmul_peak_counts_every_iteration(monkeypatch):
+    calls = []
+    matmul = torch.Tensor.__matmul__
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: calls.append(1) or matmul(a, b))
+    flops = train_step.matmul_flops(torch.device("cpu"), torch.float32, size=32, iterations=3)
+    assert flops > 0 and len(calls) == 3 * 11  # 10 timed calls after one warm-up, 3 matmuls each

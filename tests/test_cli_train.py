@@ -10,6 +10,8 @@ import torch
 
 from wrn_search.cli import main
 
+from test_train import cuda_visible  # noqa: F401 (a fixture)
+
 
 @pytest.fixture(scope="module", autouse=True)
 def restore_threads():
@@ -20,7 +22,8 @@ def restore_threads():
 
 
 def train(*args: str) -> int:
-    return main(["train", *args, "--threads", "1"])
+    """In process, on the CPU: resumed runs repeat uninterrupted ones bit for bit there (issue 17)."""
+    return main(["train", *args, "--threads", "1", "--device", "cpu"])
 
 
 def test_quickstart_reaches_five_percent_on_digits(tmp_path):
@@ -42,7 +45,7 @@ def test_quickstart_reaches_five_percent_on_digits(tmp_path):
     assert "WRN-10-2-B(3,3)" in done.stderr  # the progress bar
 
 
-def test_out_dir_is_not_overwritten_without_resume(tmp_path, capsys):
+def test_out_dir_is_not_overwritten_without_resume(tmp_path, capsys, cuda_visible):
     out = str(tmp_path / "run")
     assert train("WRN-10-1", "--epochs", "1", "--out", out) == 0
     first = capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The trainer: recipe, metrics callback, exact resume, checkpoint errors, divergence and out-of-memory."""
+"""The trainer: recipe, metrics callback, exact resume, checkpoint errors, divergence, out-of-memory, compile."""
 
 import math
 import re
@@ -6,28 +6,24 @@ import re
 import pytest
 import torch
 
-from wrn_search.data import Dataset, load_dataset
+from wrn_search.data import load_dataset
 from wrn_search.spec import WRNSpec
 from wrn_search import loader, recipe
-from wrn_search.train import CheckpointError, OutOfMemory, Trainer, TrainConfig, is_out_of_memory, lr_factor
+from wrn_search.train import (CheckpointError, OutOfMemory, Trainer, TrainConfig, free_device_memory,
+                              is_out_of_memory, lr_factor)
 
 SPEC = WRNSpec.parse("WRN-10-1-d0.2")  # dropout on: the resume test covers the dropout RNG too
 METRIC_KEYS = {"epoch", "train_loss", "val_error", "val_loss", "lr", "images_per_s", "epoch_seconds", "params",
                "macs", "outcome"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared, busy CI machine two OpenMP threads can run 20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def digits() -> Dataset:
-    return load_dataset("digits")
+@pytest.fixture
+def cuda_visible(monkeypatch):
+    """As on a GPU machine: device "auto" would train on CUDA, whose cuDNN kernels need not repeat bit for bit."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
 
 
 def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
@@ -106,8 +102,9 @@ def test_metrics_callback_sees_the_finished_epoch(digits):
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_kill_and_resume_gives_the_same_weights(digits, tmp_path, precision):
-    config = TrainConfig(epochs=4, augment="crop_flip", precision=precision, seed=3)
+def test_kill_and_resume_gives_the_same_weights(digits, tmp_path, precision, cuda_visible):
+    """Bit-exact on the CPU (pinned: issue 17), where training is deterministic for a precision and thread count."""
+    config = TrainConfig(epochs=4, augment="crop_flip", precision=precision, seed=3, device="cpu")
     uninterrupted = Trainer(SPEC, digits, config)
     uninterrupted.fit()
 
@@ -207,6 +204,51 @@ def test_corrupt_checkpoint_is_an_error(digits, checkpoint, tmp_path, damage):
         trainer.load_checkpoint(tmp_path / "missing.pt")
 
 
+def test_a_checkpoint_is_read_into_host_memory_first(digits, checkpoint, monkeypatch):
+    """Issue 17: torch.load(map_location=cuda) needed room on the GPU for a second copy of the weights."""
+    trainer = Trainer(SPEC, digits, TrainConfig(epochs=2, device="cpu"))
+    monkeypatch.setattr(trainer, "device", torch.device("cuda"))  # where it would train on a GPU machine
+    places = []
+    load = torch.load
+
+    def recording(path, map_location=None, **kwargs):
+        places.append(map_location)
+        return load(path, map_location=map_location, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording)
+    trainer.load_checkpoint(checkpoint[0])
+    assert places == ["cpu"] and trainer.epoch == 1
+
+
+def exhausted(*args, **kwargs):
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+
+@pytest.mark.parametrize("step", ["torch.load", "optimizer"])
+def test_out_of_memory_loading_a_checkpoint_is_not_a_corrupt_checkpoint(digits, checkpoint, monkeypatch, step):
+    """Issue 17: a GPU out of memory while loading was reported as a "corrupt or unreadable" checkpoint, which a
+    trial skips, training from scratch; it is out of memory, an outcome."""
+    trainer = Trainer(SPEC, digits, TrainConfig(epochs=2))
+    monkeypatch.setattr(*((torch, "load") if step == "torch.load" else (trainer.optimizer, "load_state_dict")),
+                        exhausted)
+    message = (rf"^out of memory loading {re.escape(str(checkpoint[0]))} for {re.escape(SPEC.name)} on cpu: "
+               r"CUDA out of memory\. Tried to allocate 20\.00 MiB$")
+    with pytest.raises(OutOfMemory, match=message):
+        trainer.load_checkpoint(checkpoint[0])
+    assert trainer.epoch == 0
+
+
+def test_the_optimizer_keeps_this_devices_kernels_after_loading(digits, tmp_path):
+    """A checkpoint's optimizer groups name the kernels of the device that saved it (fused SGD on CUDA)."""
+    saved = Trainer(SPEC, digits, TrainConfig(epochs=2, device="cpu"))
+    for group in saved.optimizer.param_groups:
+        group["fused"] = True  # as a GPU trainer saves it
+    saved.save_checkpoint(tmp_path / "gpu.pt")
+    resumed = Trainer(SPEC, digits, TrainConfig(epochs=2, device="cpu"))
+    resumed.load_checkpoint(tmp_path / "gpu.pt")
+    assert [group["fused"] for group in resumed.optimizer.param_groups] == [False]
+
+
 # -- failures -----------------------------------------------------------------------------------
 
 
@@ -231,6 +273,45 @@ def test_out_of_memory_is_an_outcome_naming_spec_and_batch_size(digits, monkeypa
     assert result.outcome == "out_of_memory" and result.val_error == 1.0
     assert SPEC.name in result.reason and "batch size 64" in result.reason
     assert seen[0]["outcome"] == "out_of_memory" and math.isclose(seen[0]["val_error"], 1.0)
+
+
+@pytest.mark.parametrize("message", [
+    "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+    "cuDNN error: CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED",
+    "cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
+    "CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported",
+])
+def test_library_allocation_failures_are_out_of_memory(digits, monkeypatch, message):
+    """Issue 17: cuBLAS's, cuDNN's and CUDA's own allocation failures are plain RuntimeErrors; they crashed the
+    trial, and Ray retried it twice to fail the same way."""
+    assert is_out_of_memory(RuntimeError(message))
+    trainer = Trainer(SPEC, digits, TrainConfig(epochs=2, device="cpu"))
+
+    def failing(x):
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(trainer, "_forward", failing)
+    result = trainer.fit()
+    assert result.outcome == "out_of_memory" and result.reason.endswith(message.partition("\n")[0])
+    with pytest.raises(OutOfMemory, match=rf"^out of memory evaluating {re.escape(SPEC.name)} on cpu: "):
+        trainer.evaluate("test")  # wrn-search train --test, after training
+
+
+def test_out_of_memory_evaluating_is_out_of_memory(digits, monkeypatch):
+    trainer = Trainer(SPEC, digits, TrainConfig(epochs=1, device="cpu"))
+    monkeypatch.setattr(trainer, "_forward", exhausted)
+    with pytest.raises(OutOfMemory, match=r"^out of memory evaluating .* on cpu: CUDA out of memory\. Tried"):
+        trainer.evaluate("test")
+    with pytest.raises(ValueError, match="^split: "):
+        trainer.evaluate("holdout")
+
+
+def test_freeing_device_memory_empties_the_cuda_cache(monkeypatch):
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    free_device_memory()
+    assert emptied == [True]
 
 
 def impossible_allocation(*args):
@@ -287,3 +368,32 @@ def test_allocation_failure_while_building_is_out_of_memory(digits, monkeypatch)
     message = rf"^out of memory building {re.escape(SPEC.name)} on cpu: .*DefaultCPUAllocator: can't allocate memory"
     with pytest.raises(OutOfMemory, match=message):
         Trainer(SPEC, digits, TrainConfig(device="cpu"))
+
+
+# -- torch.compile -------------------------------------------------------------------------------
+
+
+def test_compiled_trials_in_one_process_never_fall_back_to_eager(digits, monkeypatch):
+    """Issue 17: in a reused Ray actor the third compiled net hit Dynamo's recompile limit (8 graphs of
+    ``WRN.forward``) and trained eager, with a warning in a worker log nobody reads. Traced by Dynamo into its
+    eager backend: Inductor's graphs, without Inductor's compile time."""
+    graphs, options = [], []
+    compile_ = torch.compile
+
+    def traced(model, **kwargs):
+        options.append(kwargs.get("options"))
+        return compile_(model, backend=lambda graph, inputs: graphs.append(graph) or graph.forward)
+
+    monkeypatch.setattr(torch, "compile", traced)
+    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
+    monkeypatch.setattr(torch.compiler.config, "dynamic_sources", torch.compiler.config.dynamic_sources)
+    per_trial = []
+    for name in ("WRN-10-1", "WRN-10-2", "WRN-16-1", "WRN-13-1-B(3,1,3)", "WRN-10-0.5"):
+        before = len(graphs)
+        # Batches of 100: the last of 1294 images has 94 (on a CPU a batch under 16 picks another conv kernel).
+        trainer = Trainer(WRNSpec.parse(name), digits,
+                          TrainConfig(epochs=1, batch_size=100, compile=True, device="cpu", num_threads=1))
+        assert trainer.fit().outcome == "completed"
+        per_trial.append(len(graphs) - before)
+    assert per_trial == [2] * 5  # train and eval: the batch dimension is dynamic from the first batch
+    assert options == [{"compile_threads": 1}] * 5  # Inductor's workers: the trainer's threads, not min(32, cores)

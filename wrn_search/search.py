@@ -28,30 +28,27 @@ from pathlib import Path
 
 import optuna
 import pyarrow.fs
-import ray
 from ray import tune
 from ray.tune.schedulers import HyperBandScheduler, MedianStoppingRule, TrialScheduler
 
 from .checkpoints import storage_fs, trial_dirname
 from .cluster import ray_session
 from .dashboards.report import REPORT_FILE, write_report
-from .data import Dataset, dataset_info
+from .data import Dataset
 from .lock import LOCK_FILE, run_dir_lock
 from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_FILE, TUNE_DIR, RunManifest,
                      append_jsonl, epoch_record, open_storage)
+from .resources import trial_resources
 from .results import open_study, write_results
 from .schedulers import SuccessiveHalving
 from .samplers import make_sampler
 from .searcher import StudySearcher, search_algorithm
 from .space import SearchSpace, load_space
-from .spec import WRNSpec
 from .train import TrainConfig
 from .trainable import train_trial
 from .progress import ProgressLine, announce
 
 DEFAULT_STORAGE_PATH = "wrn-runs"
-#: Assumed per-GPU memory for ``gpus_per_trial: auto`` when the driver cannot see a GPU.
-DEFAULT_GPU_MEMORY_BYTES = 16 * 2**30
 #: Retries of a crashed trial (from its last checkpoint) before the study is told FAIL.
 MAX_FAILURES = 2
 #: Tune's switch for its own SIGINT handler (documented in Tune's environment variables).
@@ -70,62 +67,6 @@ class EpochLogger(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         append_jsonl(Path(self.path), epoch_record(trial.trial_id, trial.config, result,
                                                    trial.placement_group_factory.required_resources, time.time()))
-
-
-class AutoGPUResources:
-    """Per-trial resources for ``gpus_per_trial: auto``: small nets share a GPU, big ones get one.
-
-    The share is the smallest of 1/8, 1/4, 1/2 whose memory holds the cost model's
-    training-memory estimate with 50% headroom, plus the trial's on-device copy of the
-    dataset and a CUDA context (a picklable callable, as Tune requires).
-    """
-
-    SHARES = (0.125, 0.25, 0.5)
-    CUDA_CONTEXT_BYTES = 600 * 2**20
-
-    def __init__(self, cpus: float, gpu_memory_bytes: int, dataset: str, batch_size: int, data_bytes: int = 0):
-        self.cpus = cpus
-        self.gpu_memory_bytes = gpu_memory_bytes
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.data_bytes = data_bytes
-
-    def gpu_share(self, config: dict) -> float:
-        info = dataset_info(self.dataset)
-        training = WRNSpec.parse(config["name"]).train_memory_bytes(
-            info.input_size, config.get("batch_size", self.batch_size), 2, info.num_classes, info.in_channels)
-        need = 1.5 * training + self.data_bytes + self.CUDA_CONTEXT_BYTES
-        return next((share for share in self.SHARES if need <= share * self.gpu_memory_bytes), 1.0)
-
-    def __call__(self, config: dict) -> tune.PlacementGroupFactory:
-        return tune.PlacementGroupFactory([{"CPU": self.cpus, "GPU": self.gpu_share(config)}])
-
-
-def local_gpu_memory() -> int:
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_properties(0).total_memory
-    return DEFAULT_GPU_MEMORY_BYTES
-
-
-def trial_resources(space: SearchSpace, dataset: Dataset):
-    """Tune's resource request per trial; needs a connected Ray to check what the cluster has."""
-    resources = space.resources
-    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-    for key, wanted in (("CPU", resources.cpus_per_trial), ("GPU", resources.gpus_per_trial)):
-        largest = max((node.get(key, 0) for node in nodes), default=0)
-        if wanted != "auto" and wanted > largest:
-            raise ValueError(f"{key.lower()}s_per_trial: {wanted:g} asked, but the largest Ray node has "
-                             f"{largest:g} {key}s (a trial runs on one node)")
-    if resources.gpus_per_trial == "auto":
-        if not any(node.get("GPU") for node in nodes):
-            return {"cpu": resources.cpus_per_trial, "gpu": 0}  # auto on a cluster without GPUs: CPU trials
-        batch_size = space.training.get("batch_size", TrainConfig.batch_size)
-        data_bytes = sum(split.images.nbytes for split in (dataset.train, dataset.val))
-        return AutoGPUResources(resources.cpus_per_trial, local_gpu_memory(), space.dataset.name, batch_size,
-                                data_bytes)
-    return {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
 
 
 def make_scheduler(space: SearchSpace, run_dir: Path | None) -> TrialScheduler | None:

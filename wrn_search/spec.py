@@ -225,7 +225,10 @@ class WRNSpec:
 
     def train_memory_bytes(self, input_size: int | tuple[int, int] = 32, batch_size: int = 128,
                            bytes_per_element: int = 2, num_classes: int = 10, in_channels: int = 3) -> int:
-        """Rough training memory: activations for a batch plus weights, grads and momentum in fp32."""
+        """Rough training memory: activations for a batch plus weights, grads and momentum in fp32.
+
+        ``bytes_per_element`` is the activations' precision: 2 under bf16 autocast, 4 in fp32.
+        """
         weights = 4 * 3 * self.num_params(num_classes, in_channels)
         return batch_size * bytes_per_element * self.activation_elements(input_size) + weights
 

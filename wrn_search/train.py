@@ -8,18 +8,20 @@ bf16 autocast where the hardware has it, channels_last everywhere.
 Every random draw is seeded by ``(seed, stream, epoch)`` and the global RNGs are
 restored after use, so a trial's result does not depend on what ran before it
 in the same process (Ray reuses worker processes) and a resumed run repeats the
-uninterrupted one exactly.
+uninterrupted one exactly. For the same reason a compiled trial starts from an empty
+compiler cache, and :func:`free_device_memory` gives a finished trial's GPU memory back.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import math
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,11 +49,21 @@ DIVERGENCE_CHECK_STEPS = 20
 #: Bytes a parameter takes at least while training: fp32 weight, gradient and SGD momentum.
 TRAIN_BYTES_PER_PARAM = 12
 
+#: CUDA compute capability (major) from which GPUs have native bf16 (Ampere).
+BF16_CUDA_MAJOR = 8
+#: The batch dimension of ``WRN.forward``'s input ``x``, as ``torch.compiler.config.dynamic_sources`` names it.
+BATCH_DIMENSION = "L['x']:0"
+
 # Independent random streams of one run.
 _INIT_STREAM, _LOADER_STREAM, _DROPOUT_STREAM = 1, 2, 3
 
-#: The CPU allocator's RuntimeError (Linux and macOS; Windows) when the host has no memory left.
-_CPU_ALLOCATOR_FAILURE = re.compile(r"DefaultCPUAllocator: (?:can't allocate|not enough) memory")
+#: Allocation failures that arrive as a plain RuntimeError: the CPU allocator's (Linux and macOS; Windows), a
+#: CUDA call outside PyTorch's caching allocator (a context, a stream), cuBLAS's and cuDNN's (v8; v9) own.
+_ALLOCATION_FAILURE = re.compile(
+    r"DefaultCPUAllocator: (?:can't allocate|not enough) memory"
+    r"|(?:CUDA|HIP)(?: driver)? error: out of memory"
+    r"|(?:CU|HIP)BLAS_STATUS_ALLOC_FAILED"
+    r"|CUDNN_STATUS_(?:ALLOC_FAILED|INTERNAL_ERROR_(?:HOST|DEVICE)_ALLOCATION_FAILED)")
 
 
 class CheckpointError(ValueError):
@@ -63,14 +75,55 @@ class _Diverged(Exception):
 
 
 class OutOfMemory(RuntimeError):
-    """The net cannot even be built on this machine: an outcome of training (like running out of memory
-    in an epoch, which ``fit`` reports), not a bug. The message is one line naming the spec and the memory."""
+    """Memory ran out outside ``fit``'s epochs (building the net, loading a checkpoint, evaluating): an outcome
+    of training, like running out in an epoch (which ``fit`` reports), not a bug. The message is one line."""
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    """A failed allocation: CUDA's ``OutOfMemoryError``, the CPU allocator's ``RuntimeError`` or ``MemoryError``."""
-    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or (
-        isinstance(error, RuntimeError) and _CPU_ALLOCATOR_FAILURE.search(str(error)) is not None)
+    """A failed allocation: CUDA's ``OutOfMemoryError``, :class:`OutOfMemory`, ``MemoryError``, or a ``RuntimeError``
+    of the CPU allocator, CUDA, cuBLAS or cuDNN saying so: an outcome, not a crash to retry (it would recur)."""
+    return isinstance(error, (torch.OutOfMemoryError, OutOfMemory, MemoryError)) or (
+        isinstance(error, RuntimeError) and _ALLOCATION_FAILURE.search(str(error)) is not None)
+
+
+@contextmanager
+def out_of_memory_as(what: str) -> Iterator[None]:
+    """Raise an allocation failure in the block as :class:`OutOfMemory`: "out of memory WHAT: its first line"."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as error:
+        if isinstance(error, OutOfMemory) or not is_out_of_memory(error):
+            raise
+        raise OutOfMemory(f"out of memory {what}: {_first_line(error)}") from error
+
+
+def free_device_memory() -> None:
+    """Give the memory of trainers that are gone back to the GPU.
+
+    PyTorch's allocator keeps freed blocks for its own process: a Ray actor that trains one
+    trial after another would hold the last trial's peak, out of reach of the trials that
+    share its GPU. Collect garbage first: a reference cycle can still hold tensors.
+    """
+    gc.collect()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def compile_for_trial(model: nn.Module, threads: int) -> nn.Module:
+    """``torch.compile(model)`` for one of the trials a process trains in turn (Ray reuses actors).
+
+    Dynamo allows 8 graphs per code object (``recompile_limit``), and every net shares
+    ``WRN.forward``: without a reset the third net in a process fell back to eager with
+    only a log warning. The reset is process-wide. With the batch dimension dynamic from
+    the first batch, a trial needs two graphs (train, eval) instead of a static one, a
+    dynamic one after the last partial batch, and eval's. Inductor compiles with at most
+    ``threads`` workers, not min(32, cores); it starts its pool once per process.
+    """
+    torch.compiler.reset()
+    sources = torch.compiler.config.dynamic_sources
+    if BATCH_DIMENSION not in sources.split(","):  # process-wide too; a user's own entries stay
+        torch.compiler.config.dynamic_sources = ",".join(filter(None, (sources, BATCH_DIMENSION)))
+    return torch.compile(model, options={"compile_threads": threads})
 
 
 @dataclass
@@ -112,27 +165,22 @@ class Trainer:
         shortfall = self._shortfall()
         if shortfall is not None:
             raise OutOfMemory(shortfall)
-        failure = None
-        try:
+        with out_of_memory_as(f"building {spec.name} on {self.device}"):
             with torch.random.fork_rng(devices=[]):  # initialise from the run's seed, leave the global RNG alone
                 torch.manual_seed(derive_seed(config.seed, _INIT_STREAM))
                 model = build_model(spec, info.num_classes, info.in_channels, config.init)
             memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
             self.model = model.to(self.device, memory_format=memory_format)
-            self._forward: nn.Module = torch.compile(self.model) if config.compile else self.model
+            # Inductor's workers: at most the threads torch may use, in a Ray trial its CPUs (OMP_NUM_THREADS).
+            self._forward: nn.Module = (compile_for_trial(self.model, config.num_threads or torch.get_num_threads())
+                                        if config.compile else self.model)
+            # fused: one kernel for the whole update; a small net's step on a big GPU is launch-bound.
             self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
-                                             nesterov=config.nesterov, weight_decay=config.weight_decay)
+                                             nesterov=config.nesterov, weight_decay=config.weight_decay,
+                                             fused=self.device.type == "cuda")
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(config))
             self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
             self.train_loader = self._loader(dataset.train, config.batch_size, self.augment, shuffle=True)
-        except (RuntimeError, MemoryError) as error:
-            if not is_out_of_memory(error):
-                raise
-            failure = f"out of memory building {spec.name} on {self.device}: {_first_line(error)}"
-        if failure is not None:  # raised outside the except block, so the failed allocation's tensors are freed
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            raise OutOfMemory(failure)
 
     def _shortfall(self) -> str | None:
         """Why the net can never train here, known before anything is allocated, or None.
@@ -176,10 +224,9 @@ class Trainer:
                 outcome = "out_of_memory"
                 reason = (f"out of memory training {self.spec.name} with batch size {self.config.batch_size} "
                           f"on {self.device}: {_first_line(error)}")
-            if outcome is not None:
+            if outcome is not None:  # outside the except block: the failed epoch's tensors are gone
                 self.optimizer.zero_grad(set_to_none=True)
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
+                free_device_memory()
                 metrics = self._failure_metrics(outcome, time.perf_counter() - start)
             self.history.append(metrics)
             if callback is not None:
@@ -212,7 +259,7 @@ class Trainer:
         self.scheduler.step()
         val_error = val_loss = None
         if len(self.dataset.val):
-            val_error, val_loss = self.evaluate("val")
+            val_error, val_loss = self._evaluate("val")
             if not math.isfinite(val_loss):
                 raise _Diverged(f"non-finite validation loss after epoch {self.epoch + 1}")
         self.epoch += 1
@@ -233,7 +280,14 @@ class Trainer:
     # -- evaluation -----------------------------------------------------------
 
     def evaluate(self, split: str | Split) -> tuple[float, float]:
-        """(error, mean cross-entropy) on "train", "val", "test" or any :class:`Split`, no augmentation."""
+        """(error, mean cross-entropy) on "train", "val", "test" or any :class:`Split`, no augmentation.
+
+        Running out of memory (uploading the split, or in a batch) raises :class:`OutOfMemory`.
+        """
+        with out_of_memory_as(f"evaluating {self.spec.name} on {self.device}"):
+            return self._evaluate(split)
+
+    def _evaluate(self, split: str | Split) -> tuple[float, float]:
         if isinstance(split, str):
             if split not in ("train", "val", "test"):
                 raise ValueError(f"split: must be 'train', 'val', 'test' or a Split, got {split!r}")
@@ -291,12 +345,23 @@ class Trainer:
             temporary.unlink(missing_ok=True)
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Restore a checkpoint of this spec, dataset split and recipe; anything else is a :class:`CheckpointError`."""
+        """Restore a checkpoint of this spec, dataset split and recipe; anything else is a :class:`CheckpointError`.
+
+        It is read into host memory first, then copied into the trainer's tensors: reading it straight
+        onto the GPU would need room for a second copy of the weights. Running out of memory raises
+        :class:`OutOfMemory`; the optimizer keeps this device's kernel choice (fused on CUDA).
+        """
         if not Path(path).is_file():
             raise FileNotFoundError(f"checkpoint: no file at {path}")
+        with out_of_memory_as(f"loading {path} for {self.spec.name} on {self.device}"):
+            self._load_checkpoint(path)
+
+    def _load_checkpoint(self, path: str | os.PathLike) -> None:
         try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # truncated, garbage, or a pickle that weights_only refuses
+            if is_out_of_memory(error):
+                raise
             first_line = str(error).partition("\n")[0]
             raise CheckpointError(f"checkpoint: {path} is corrupt or unreadable ({type(error).__name__}: "
                                   f"{first_line})") from error
@@ -310,13 +375,18 @@ class Trainer:
         ]
         if differences:
             raise CheckpointError(f"checkpoint: {path} belongs to a different run ({'; '.join(differences)})")
+        kernels = [{key: group[key] for key in ("foreach", "fused")} for group in self.optimizer.param_groups]
         try:
             self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            self.optimizer.load_state_dict(state["optimizer"])  # its groups carry the saving device's kernels
+            for group, choice in zip(self.optimizer.param_groups, kernels):
+                group.update(choice)
             self.scheduler.load_state_dict(state["scheduler"])
             self.train_loader.load_state_dict(state["loader"])
             epoch, history = int(state["epoch"]), list(state["history"])
         except (KeyError, RuntimeError, ValueError, TypeError) as error:
+            if is_out_of_memory(error):
+                raise
             raise CheckpointError(f"checkpoint: {path} is incomplete or does not fit the model ({error})") from error
         self.epoch, self.history = epoch, history
 
@@ -373,7 +443,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision != "auto":
         return precision
     if device.type == "cuda":  # native bf16 from Ampere (compute capability 8) on; ROCm GPUs have it
-        native = torch.version.hip is not None or torch.cuda.get_device_properties(device).major >= 8
+        native = torch.version.hip is not None or torch.cuda.get_device_properties(device).major >= BF16_CUDA_MAJOR
         return "bf16" if native else "fp32"
     if device.type == "cpu":
         native = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]

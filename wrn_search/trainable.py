@@ -3,7 +3,9 @@
 It reports once per epoch through ``ray.tune.report`` (``ray.train.report`` fails
 inside Tune functions in Ray 2.60) with a checkpoint, so a retried or resumed
 trial continues at its next epoch. The dataset arrives once through Ray's object
-store (``tune.with_parameters``) as read-only uint8 numpy arrays.
+store (``tune.with_parameters``) as read-only uint8 numpy arrays. Running out of memory
+anywhere in a trial is its outcome, and a trial leaves its GPU memory to the next one
+(Ray reuses the process) and to the trials sharing its GPU.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from ray import tune
 
 from .checkpoints import TrialCheckpoints, write_epoch
 from .data import Dataset
+from .resources import CUDA_CONTEXT_BYTES, MARGIN_BYTES, memory_fraction
 from .spec import WRNSpec
-from .train import CHECKPOINT_FILE, CheckpointError, OutOfMemory, Trainer, TrainConfig
+from .train import CHECKPOINT_FILE, CheckpointError, OutOfMemory, Trainer, TrainConfig, free_device_memory
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +33,8 @@ def trial_train_config(config: dict, training: dict, gpus: float = 0) -> TrainCo
     """The space's training section with the trial's searched hyperparameters on top.
 
     A trial granted no GPU trains on the CPU even where CUDA is visible (Ray 2.60 leaves
-    ``CUDA_VISIBLE_DEVICES`` alone for zero-GPU tasks), unless the space names a device.
+    ``CUDA_VISIBLE_DEVICES`` alone for zero-GPU tasks); a space may not name a CUDA device
+    for trials without one (:func:`wrn_search.resources.check_trial_device`).
     """
     values = {**training, **{key: config[key] for key in TRAINING_KEYS if key in config}}
     if not gpus and values.get("device", "auto") == "auto":
@@ -42,12 +46,23 @@ def _trial_gpus() -> float:
     return tune.get_context().get_trial_resources().required_resources.get("GPU", 0)
 
 
-def _limit_gpu_memory(gpus: float) -> None:
-    """Fractional-GPU trials share a device with no isolation: cap this process at its share."""
+def limit_gpu_memory(gpus: float) -> None:
+    """Cap PyTorch's allocator at this trial's share of its GPU, less the CUDA context outside the cap.
+
+    Fractional-GPU trials share a device with no isolation: a trial capped at its whole share
+    would, with its context on top, take memory a neighbour was promised, and the neighbour
+    would be the one to run out. A share with no room beside a context is out of memory.
+    """
     import torch
 
-    if torch.cuda.is_available() and 0 < gpus < 1:
-        torch.cuda.set_per_process_memory_fraction(gpus)
+    if not (torch.cuda.is_available() and 0 < gpus < 1):
+        return
+    total = torch.cuda.get_device_properties(0).total_memory  # Ray shows a trial its own GPU only
+    fraction = memory_fraction(gpus, total)
+    if not fraction:
+        raise OutOfMemory(f"out of memory: {gpus:g} of a {total / 2**30:.1f} GiB GPU leaves no room beside a CUDA "
+                          f"context and margin ({(CUDA_CONTEXT_BYTES + MARGIN_BYTES) / 2**30:.2f} GiB)")
+    torch.cuda.set_per_process_memory_fraction(fraction)
 
 
 def restore(trainer: Trainer, checkpoints: TrialCheckpoints | None) -> None:
@@ -75,20 +90,27 @@ def train_trial(config: dict, dataset: Dataset, training: dict, experiment_path:
     ``experiment_path`` is Tune's experiment directory, where the trial finds and prunes its
     checkpoints (:mod:`wrn_search.checkpoints`); without it only Tune's checkpoint is used.
     """
-    gpus = _trial_gpus()
-    _limit_gpu_memory(gpus)
-    node_id = ray.get_runtime_context().get_node_id()
     try:
+        _train_trial(config, dataset, training, experiment_path)
+    finally:  # once _train_trial returns, its trainer is garbage
+        free_device_memory()
+
+
+def _train_trial(config: dict, dataset: Dataset, training: dict, experiment_path: str | None) -> None:
+    gpus = _trial_gpus()
+    node_id = ray.get_runtime_context().get_node_id()
+    checkpoints = None
+    if experiment_path is not None and config.get("number") is not None:
+        checkpoints = TrialCheckpoints(experiment_path, config["number"])
+    try:
+        limit_gpu_memory(gpus)
         trainer = Trainer(WRNSpec.parse(config["name"]), dataset, trial_train_config(config, training, gpus))
-    except OutOfMemory as error:  # the net does not fit this node: an outcome the study records, not a crash
+        restore(trainer, checkpoints)
+    except OutOfMemory as error:  # the net or its checkpoint does not fit this node: an outcome, not a crash to retry
         logger.warning("%s", error)
         tune.report({"epoch": 1, "val_error": 1.0, "outcome": "out_of_memory", "params": config.get("params"),
                      "macs": config.get("macs"), "node_id": node_id})
         return
-    checkpoints = None
-    if experiment_path is not None and config.get("number") is not None:
-        checkpoints = TrialCheckpoints(experiment_path, config["number"])
-    restore(trainer, checkpoints)
     trial_id = tune.get_context().get_trial_id()
 
     def report(metrics: dict) -> None:
