@@ -152,7 +152,7 @@ class SearchSettings:
 @dataclass(frozen=True)
 class Resources:
     cpus_per_trial: float = 1
-    #: A number (fractions share a GPU) or "auto": a GPU share sized from the cost model (search.AutoGPUResources).
+    #: A number (fractions share a GPU) or "auto": a GPU share sized from the cost model (resources.AutoGPUResources).
     gpus_per_trial: float | str = 0
 
 

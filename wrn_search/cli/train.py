@@ -71,10 +71,21 @@ def recipe_from(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train; out of memory anywhere (building, resuming, the test set) is one line and exit 1."""
+    from ..train import OutOfMemory
+
+    try:
+        return train(args)
+    except OutOfMemory as error:
+        print(f"wrn-search train: out_of_memory: {error}", file=sys.stderr)
+        return 1
+
+
+def train(args: argparse.Namespace) -> int:
     from ..data import load_dataset
     from ..epoch_bar import epoch_bar
     from ..spec import WRNSpec
-    from ..train import CHECKPOINT_FILE, OutOfMemory, Trainer
+    from ..train import CHECKPOINT_FILE, Trainer
 
     spec = WRNSpec.parse(args.spec, dropout=args.dropout)
     config = recipe_from(args)
@@ -88,11 +99,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset, root=args.data_root, download=args.download,
                            val_fraction=args.val_fraction, seed=args.split_seed,
                            **({"extra": True} if args.extra else {}))
-    try:
-        trainer = Trainer(spec, dataset, config)
-    except OutOfMemory as error:
-        print(f"wrn-search train: out_of_memory: {error}", file=sys.stderr)
-        return 1
+    trainer = Trainer(spec, dataset, config)
     if args.resume and checkpoint.exists():
         trainer.load_checkpoint(checkpoint)
     elif args.resume:
