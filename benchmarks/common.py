@@ -76,14 +76,18 @@ def describe_device(device: torch.device, threads: int) -> str:
     return f"cpu, {threads} threads of {os.cpu_count()} cores" + (f" ({', '.join(flags)})" if flags else "")
 
 
-def start_ray() -> None:
-    """A private local Ray whose workers can import this package (by PYTHONPATH, inherited from here)."""
+def start_ray(num_gpus: int | None = None) -> None:
+    """A private local Ray on 127.0.0.1 whose workers can import this package (by PYTHONPATH, inherited
+    from here); ``num_gpus`` tells Ray of that many GPUs, whatever the node has."""
     import ray
+
+    from wrn_search.cluster import LOOPBACK, loopback_kept
 
     paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR",
-             log_to_driver=False)  # "local": never join a cluster another process left running
+    with loopback_kept():  # "local": never join a cluster another process left running
+        ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=num_gpus, include_dashboard=False,
+                 logging_level="ERROR", log_to_driver=False, _node_ip_address=LOOPBACK)
 
 
 def stop_ray() -> None:

@@ -30,7 +30,7 @@ from wrn_search.results import load_curves, load_run
 from wrn_search.search import run_search
 from wrn_search.space import load_space
 
-from .common import REPO_ROOT, Row, log, speedup, stop_ray
+from .common import Row, log, speedup, start_ray, stop_ray
 
 TRIALS = 16
 ARCHITECTURES = ["WRN-16-1", "WRN-16-2"]
@@ -50,16 +50,6 @@ def space_document(gpus_per_trial: float | str, epochs: int) -> dict:
         "resources": {"cpus_per_trial": min(1.0, (os.cpu_count() or 1) / MAX_CONCURRENT),
                       "gpus_per_trial": gpus_per_trial},
     }
-
-
-def start_ray_on_one_gpu() -> None:
-    """``common.start_ray`` with Ray told of one GPU, whatever the node has."""
-    import ray
-
-    paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=1, include_dashboard=False, logging_level="ERROR",
-             log_to_driver=False)
 
 
 def most_at_once(curves: pd.DataFrame) -> int:
@@ -102,7 +92,7 @@ def run(quick: bool = False, threads: int | None = None) -> Row:
         return skipped_row()
     epochs = 2 if quick else 4
     log(f"gpu_packing: {TRIALS} trials x {epochs} epochs, gpus_per_trial auto vs 1, on one GPU")
-    start_ray_on_one_gpu()
+    start_ray(num_gpus=1)  # Ray told of one GPU, whatever the node has
     try:
         with tempfile.TemporaryDirectory() as tmp:
             auto = search("auto", epochs, Path(tmp))  # first: a cold start counts against ours
