@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -55,3 +56,13 @@ def write_space(directory: Path, name: str = "tiny.yaml", **sections) -> Path:
     path = Path(directory) / name
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it holds, or fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")

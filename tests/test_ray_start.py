@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from search_helpers import study_of, write_space
+from search_helpers import study_of, wait_for, write_space
 from wrn_search.rundir import read_jsonl
 
 #: Every test here starts Ray nodes (the fast loop, ``pytest -m "not slow"``, leaves them out).
@@ -83,15 +83,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Processes:

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import pandas as pd
 import psutil
@@ -17,7 +16,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from search_helpers import LOOPBACK_NODE, run_cli, start_local_ray, study_of, write_space
+from search_helpers import LOOPBACK_NODE, run_cli, start_local_ray, study_of, wait_for, write_space
 from wrn_search.rundir import read_jsonl
 from wrn_search.search import run_search
 from wrn_search.space import load_space
@@ -25,15 +24,6 @@ from wrn_search.lock import LOCK_FILE, run_dir_lock
 
 #: Every test here starts Ray or a search (the fast loop, ``pytest -m "not slow"``, leaves them out).
 pytestmark = pytest.mark.slow
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def start_cli(tmp_path, *args) -> subprocess.Popen:
