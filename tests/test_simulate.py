@@ -126,10 +126,14 @@ def test_a_space_whose_grid_is_not_in_the_table_is_refused(bench, tmp_path):
     recipe = write_space(tmp_path, "recipe.yaml", **{**SIM_SECTIONS, "training": {"epochs": 20, "batch_size": 64}})
     with pytest.raises(ValueError, match="recorded with training"):
         simulate(load_space(recipe), table, 2, storage_path=str(tmp_path))
+    unsearched = {key: value for key, value in SIM_SECTIONS["dimensions"].items() if key != "lr"}
+    fixed = write_space(tmp_path, "fixed.yaml", **{**SIM_SECTIONS, "dimensions": unsearched})
+    with pytest.raises(ValueError, match=r"varies lr, which the space does not search; .* lr: \[0.05, 0.1\]"):
+        simulate(load_space(fixed), table, 2, storage_path=str(tmp_path))
     hyperband = load_space(directory / "sim.yaml").with_overrides(scheduler="hyperband")
     with pytest.raises(ValueError, match="search.scheduler: 'hyperband' is Ray's own"):
         simulate(hyperband, table, 2, storage_path=str(tmp_path))
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["bigger.yaml", "recipe.yaml"]  # nothing written
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bigger.yaml", "fixed.yaml", "recipe.yaml"]  # no run
 
 
 @pytest.mark.slow  # a real search, or CLI processes in a row

@@ -150,6 +150,13 @@ class Table:
         if extra:
             raise ValueError(f"table {self.source}: the space searches {', '.join(extra)}, "
                              f"which the table does not vary")
+        fixed = [name for name in self.hyperparameters if name not in hyperparameter_columns(space)]
+        if fixed:
+            values = {name: sorted({key[1 + self.hyperparameters.index(name)] for key, _ in self.curves})
+                      for name in fixed}
+            raise ValueError(f"table {self.source}: varies {', '.join(fixed)}, which the space does not search; "
+                             "list the values to replay under dimensions: "
+                             + "; ".join(f"{name}: {[float(v) for v in vs]}" for name, vs in values.items()))
         try:
             configs = list(space.grid_configs())
         except ValueError as error:
