@@ -60,7 +60,7 @@ def on_front(frame: pd.DataFrame, front: pd.DataFrame) -> pd.Series:
     folds into a listed trial of the same net with the same error (they are the same point)."""
     point = pd.MultiIndex.from_frame(frame[["name", "val_error"]]).isin(
         pd.MultiIndex.from_frame(front[["name", "val_error"]]))
-    tied = point & frame["state"].eq("COMPLETE") & frame["feasible"].astype(bool)
+    tied = point & frame["state"].eq("COMPLETE")
     return frame["number"].isin(front["number"]) | tied
 
 

@@ -31,7 +31,6 @@ class FakeTrial:
     state: str = "COMPLETE"
     outcome: str = "completed"
     epochs: int = 3
-    constraint: float | None = None
 
 
 #: A small study: a three-point front, dominated trials, an early-stopped, a failed and a running one.
@@ -110,10 +109,9 @@ def add_trials(run_dir: Path, trials) -> Path:
             # One write per trial (ask + set_user_attr + tell would commit a dozen times).
             values = {"val_error": fake.val_error, "params": params, "macs": macs}
             state = optuna.trial.TrialState[fake.state]
-            constraints = {} if fake.constraint is None else {"constraints:params_budget": fake.constraint}
             study.add_trial(optuna.trial.create_trial(
                 state=state, values=[values[o] for o in objectives] if state == state.COMPLETE else None,
-                user_attrs=attrs, system_attrs=constraints))
+                user_attrs=attrs))
             if fake.state == "RUNNING":
                 continue
             trials_log.write(json.dumps({

@@ -18,13 +18,12 @@ from wrn_search.results import load_run
 NAMES = ["WRN-10-1", "WRN-16-1", "WRN-10-2", "WRN-16-2", "WRN-13-1-B(3,1,3)"]
 
 
-def random_trials(seed: int, count: int, constrained: bool) -> tuple[FakeTrial, ...]:
+def random_trials(seed: int, count: int) -> tuple[FakeTrial, ...]:
     """Few names and errors on a coarse grid, so ties and exact duplicates are common."""
     rng = random.Random(seed)
     return tuple(
         FakeTrial(rng.choice(NAMES), rng.choice([0.1, 0.2, 0.3]), *rng.choice(
-            [("COMPLETE", "completed")] * 4 + [("PRUNED", "stopped_early"), ("FAIL", "error")]),
-            constraint=rng.choice([-1.0, 0.0, 1.0]) if constrained else None)
+            [("COMPLETE", "completed")] * 4 + [("PRUNED", "stopped_early"), ("FAIL", "error")]))
         for _ in range(count)
     )
 
@@ -36,7 +35,7 @@ STUDIES = {
     "duplicate-on-front": (FakeTrial("WRN-10-1", 0.3), FakeTrial("WRN-10-1", 0.3), FakeTrial("WRN-16-1", 0.3),
                            FakeTrial("WRN-16-1", 0.1)),
     "equal-error": (FakeTrial("WRN-10-1", 0.2), FakeTrial("WRN-16-1", 0.2), FakeTrial("WRN-10-2", 0.2)),
-    **{f"random-{seed}": random_trials(seed, 14, constrained=seed % 2 == 1) for seed in range(4)},
+    **{f"random-{seed}": random_trials(seed, 14) for seed in range(4)},
 }
 
 

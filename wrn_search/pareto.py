@@ -1,8 +1,9 @@
 """Pareto fronts, hypervolume and the one order of trials that early stopping and the sampler share.
 
 Dominance follows Optuna's ``study.best_trials``: a trial dominates another if
-it is no worse in every objective and better in one; only COMPLETE, feasible
-trials compete. :func:`pareto_front` lists each net once: trials of one net (one
+it is no worse in every objective and better in one; only COMPLETE trials
+compete (wrn-search sets no Optuna constraints: its budgets bound what is sampled).
+:func:`pareto_front` lists each net once: trials of one net (one
 ``name``) that tie on every objective are one row, whose ``ties`` counts the others;
 different nets that tie are all on the front.
 :func:`promotion_order` (non-dominated rank, crowding distance, objectives, arrival)
@@ -111,10 +112,10 @@ def promotion_order(points: Sequence[Point]) -> list[int]:
 
 
 def candidates(frame: pd.DataFrame, columns: Sequence[str], include_early_stopped: bool = False) -> pd.DataFrame:
-    """Trials eligible for the front: COMPLETE (plus PRUNED if asked), feasible, with all ``columns`` known."""
+    """Trials eligible for the front: COMPLETE (plus PRUNED if asked), with all ``columns`` known."""
     states = ["COMPLETE", "PRUNED"] if include_early_stopped else ["COMPLETE"]
     values = frame[list(columns)].apply(pd.to_numeric, errors="coerce")
-    keep = frame["state"].isin(states) & frame["feasible"].astype(bool) & values.notna().all(axis=1)
+    keep = frame["state"].isin(states) & values.notna().all(axis=1)
     return frame[keep]
 
 
@@ -185,7 +186,7 @@ def _hypervolume_2d(points: np.ndarray, reference: np.ndarray) -> float:
 def hypervolume_history(
     frame: pd.DataFrame, columns: Sequence[str], reference: Sequence[float] | None = None
 ) -> pd.DataFrame:
-    """Hypervolume and best error after each COMPLETE, feasible trial, in order of finishing.
+    """Hypervolume and best error after each COMPLETE trial, in order of finishing.
 
     ``hypervolume_fraction`` divides by the reference box's volume (the ideal point at 0 gives 1).
     """

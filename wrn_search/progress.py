@@ -65,8 +65,6 @@ class Finished:
         ends = {record["number"]: record for record in read_jsonl(run_dir / TRIAL_LOG, TRIAL_SCHEMA)}
         frame = pd.DataFrame.from_records(list(ends.values()),
                                           columns=["number", "trial_id", "name", "state", "epochs", *objectives])
-        # The log holds no constraints, and wrn-search sets none: its budgets make every sampled net feasible.
-        frame["feasible"] = True
         front = pareto_front(frame, objectives)
         reference = reference_point(frame, objectives)
         volume = hypervolume(front[objectives].to_numpy(dtype=float), reference) / math.prod(reference) \

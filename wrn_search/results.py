@@ -23,7 +23,7 @@ from .table import TRAINING_HYPERPARAMETERS
 #: Leading columns of :func:`load_run`; the searched hyperparameters, then user attributes the search adds follow.
 COLUMNS = [
     "number", "trial_id", "name", "depth", "blocks_per_group", "widen_factor", "block", "dropout",
-    "params", "macs", "val_error", "epochs", "state", "outcome", "feasible",
+    "params", "macs", "val_error", "epochs", "state", "outcome",
     "wall_seconds", "started", "finished", "elapsed_seconds",
 ]
 
@@ -109,7 +109,6 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
         if trial.state.name in ("RUNNING", "WAITING"):
             row["outcome"] = trial.state.name.lower()
         row["epochs"] = int(last["epoch"]) if last else row.get("epochs", 0)
-        row["feasible"] = all(c <= 0 for c in trial.constraints.values())
         row["wall_seconds"] = float(seconds.get(trial.number, 0.0))
         # The searcher's log has the times (simulated ones for a simulated run); the study's are the fallback.
         row["started"] = _first(end.get("started"), _timestamp(trial.datetime_start))
