@@ -136,6 +136,7 @@ def test_run_says_where_first_and_its_last_line_matches_the_study(cli_run):
     assert (run_dir / "report.html").is_file()
 
 
+@pytest.mark.slow  # a real search, or CLI processes in a row
 def test_a_run_prints_no_upstream_noise(cli_run):
     _, _, result = cli_run
     for text in NOISE:
