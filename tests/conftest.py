@@ -40,3 +40,9 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def cuda_visible(monkeypatch):
+    """As on a GPU machine: device "auto" would train on CUDA, whose cuDNN kernels need not repeat bit for bit."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -10,8 +10,6 @@ import torch
 
 from wrn_search.cli import main
 
-from test_train import cuda_visible  # noqa: F401 (a fixture)
-
 
 @pytest.fixture(scope="module", autouse=True)
 def restore_threads():

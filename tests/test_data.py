@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from torchvision import datasets
 
-from wrn_search.data import Dataset, Split, dataset_info, load_dataset
+from wrn_search.data import Split, dataset_info, load_dataset
 
 
 def rows(*splits: Split) -> list[bytes]:

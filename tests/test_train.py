@@ -20,12 +20,6 @@ METRIC_KEYS = {"epoch", "train_loss", "val_error", "val_loss", "lr", "images_per
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def cuda_visible(monkeypatch):
-    """As on a GPU machine: device "auto" would train on CUDA, whose cuDNN kernels need not repeat bit for bit."""
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-
-
 def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {name: value.clone() for name, value in trainer.model.state_dict().items()}
 
