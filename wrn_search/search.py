@@ -142,7 +142,7 @@ def init_run_dir(space: SearchSpace, run_dir: Path, name: str, tune_path: str | 
     return manifest
 
 
-def build_tuner(space: SearchSpace, run_dir: Path, manifest: RunManifest, tune_storage: str, trainable) -> tune.Tuner:
+def build_tuner(space: SearchSpace, run_dir: Path, manifest: RunManifest, trainable) -> tune.Tuner:
     """A new Tune experiment for the run's study (a new run, or one killed before Tune wrote a snapshot).
 
     Its run config holds what a resume must restore with it (the epoch log); :func:`fit` adds each
@@ -150,6 +150,7 @@ def build_tuner(space: SearchSpace, run_dir: Path, manifest: RunManifest, tune_s
     """
     searcher = StudySearcher(space, run_dir, manifest.study_name, manifest.storage, manifest.samples,
                              manifest.epochs)
+    tune_storage, _, experiment = manifest.tune_path.rpartition("/")
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -158,7 +159,7 @@ def build_tuner(space: SearchSpace, run_dir: Path, manifest: RunManifest, tune_s
             trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=TUNE_DIR, storage_path=tune_storage,
+            name=experiment, storage_path=tune_storage,
             # Ray keeps every checkpoint folder; the trials delete old weights (wrn_search.checkpoints).
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
@@ -325,12 +326,13 @@ def run_search(
             open_storage(study_storage)
         dataset = load_space_dataset(space)
         with ray_session(address):
-            trainable = build_trainable(space, dataset, f"{tune_storage}/{TUNE_DIR}")
+            tune_path = f"{tune_storage}/{TUNE_DIR}"
+            trainable = build_trainable(space, dataset, tune_path)
             run_dir.mkdir(parents=True, exist_ok=True)
             with run_dir_lock(run_dir, "wrn-search run"):
                 try:
-                    manifest = init_run_dir(space, run_dir, name, f"{tune_storage}/{TUNE_DIR}", study_storage, argv)
-                    tuner = build_tuner(space, run_dir, manifest, tune_storage, trainable)
+                    manifest = init_run_dir(space, run_dir, name, tune_path, study_storage, argv)
+                    tuner = build_tuner(space, run_dir, manifest, trainable)
                 except BaseException:
                     shutil.rmtree(run_dir, ignore_errors=True)  # a run that never started leaves nothing behind
                     raise
@@ -375,8 +377,7 @@ def resume_search(run_dir: str | Path, samples: int | None = None, address: str 
                                            resume_errored=True)
             else:
                 headline = f"starting {run_dir} (stopped before Ray recorded its experiment)"
-                tune_storage = manifest.tune_path.removesuffix(f"/{TUNE_DIR}")
-                tuner = build_tuner(space, run_dir, manifest, tune_storage, trainable)
+                tuner = build_tuner(space, run_dir, manifest, trainable)
             if progress:
                 announce(headline, run_dir)
             fit(tuner, run_dir, manifest, session_callbacks(run_dir, manifest, callbacks, progress, verbose), verbose)
