@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from wrn_search.pareto import hypervolume_history, pareto_front, reference_point
-from wrn_search.results import load_run
+from wrn_search.results import RunResults
 from wrn_search.rundir import RunManifest
 
 from .axes import AXIS_TITLES, ErrorWindow, cost_axis, layout
@@ -35,22 +35,29 @@ RUN_COLORS = qualitative.D3
 @dataclass(frozen=True)
 class ComparedRun:
     label: str
-    manifest: RunManifest
-    frame: pd.DataFrame
+    results: RunResults
     color: str
+
+    @property
+    def manifest(self) -> RunManifest:
+        return self.results.manifest
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return self.results.trials
 
 
 def load_runs(run_dirs: Sequence[str | Path]) -> list[ComparedRun]:
     """The runs, labelled by name (numbered where names repeat); refused unless they share objectives."""
-    manifests = [RunManifest.load(run_dir) for run_dir in run_dirs]
-    for run_dir, manifest in zip(run_dirs[1:], manifests[1:]):
-        if list(manifest.objectives) != list(manifests[0].objectives):
-            raise ValueError(f"runs: {run_dir} has objectives {', '.join(manifest.objectives)} but {run_dirs[0]} "
-                             f"has {', '.join(manifests[0].objectives)}; only runs with the same objectives compare")
-    repeated = {name for name, count in Counter(m.name for m in manifests).items() if count > 1}
-    return [ComparedRun(f"{m.name} #{index + 1}" if m.name in repeated else m.name, m, load_run(run_dir),
+    runs = [RunResults.load(run_dir) for run_dir in run_dirs]
+    for run_dir, run in zip(run_dirs[1:], runs[1:]):
+        if list(run.manifest.objectives) != list(runs[0].manifest.objectives):
+            raise ValueError(f"runs: {run_dir} has objectives {', '.join(run.manifest.objectives)} but {run_dirs[0]} "
+                             f"has {', '.join(runs[0].manifest.objectives)}; only runs with the same objectives compare")
+    repeated = {name for name, count in Counter(r.manifest.name for r in runs).items() if count > 1}
+    return [ComparedRun(f"{r.manifest.name} #{index + 1}" if r.manifest.name in repeated else r.manifest.name, r,
                         RUN_COLORS[index % len(RUN_COLORS)])
-            for index, (run_dir, m) in enumerate(zip(run_dirs, manifests))]
+            for index, r in enumerate(runs)]
 
 
 def compare_pareto_figure(runs: Sequence[ComparedRun], x: str) -> go.Figure:
@@ -83,7 +90,7 @@ def runs_table(runs: Sequence[ComparedRun], histories: Sequence[pd.DataFrame]) -
     for run, history in zip(runs, histories):
         done = len(history) > 0
         rows.append([run.label, run.manifest.dataset, len(run.frame), int((run.frame["state"] == "COMPLETE").sum()),
-                     len(pareto_front(run.frame, run.manifest.objectives)),
+                     len(run.results.front),
                      f"{history['hypervolume_fraction'].iloc[-1]:.4f}" if done else "0",
                      f"{history['best_val_error'].iloc[-1]:.4f}" if done else "none",
                      f"{history['elapsed_seconds'].iloc[-1] / 60:.1f}" if done else ""])

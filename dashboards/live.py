@@ -30,6 +30,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from plotly.offline import get_plotlyjs
 
+from wrn_search.results import RunResults
 from wrn_search.rundir import RunManifest
 
 from .page import page_html
@@ -156,7 +157,7 @@ class DashboardHandler(GuardedHandlerMixin, BaseHTTPRequestHandler):
         content_type, body = route
         if body is None:
             try:
-                body = views_json(build_views(self.server.run_dir)).encode()
+                body = views_json(build_views(RunResults.load(self.server.run_dir))).encode()  # fresh each poll
             except Exception as error:  # a run mid-write or a locked study: the page retries on its next refresh
                 self.send_error(503, f"cannot read the run: {str(error).splitlines()[0] if str(error) else error!r}")
                 return

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from plotly.offline import get_plotlyjs
 
+from wrn_search.results import RunResults
 from wrn_search.rundir import write_atomic
 
 from .compare import compare_views
@@ -35,9 +36,9 @@ def write_html(views: dict, out: str | Path) -> Path:
     return out
 
 
-def write_report(run_dir: str | Path, out: str | Path) -> Path:
-    """Write the report of ``run_dir`` to ``out`` and return the path."""
-    return write_html(build_views(run_dir), out)
+def write_report(results: RunResults, out: str | Path) -> Path:
+    """Write the report of a run's ``results`` to ``out`` and return the path."""
+    return write_html(build_views(results), out)
 
 
 def report(*run_dirs: str | Path, out: str | Path | None = None) -> Path:
@@ -46,7 +47,7 @@ def report(*run_dirs: str | Path, out: str | Path | None = None) -> Path:
     if not run_dirs:
         raise ValueError("runs: name at least one run directory")
     if len(run_dirs) == 1:
-        return write_report(run_dirs[0], Path(run_dirs[0]) / REPORT_FILE if out is None else out)
+        return write_report(RunResults.load(run_dirs[0]), Path(run_dirs[0]) / REPORT_FILE if out is None else out)
     if out is None:
         raise ValueError("output: a comparison of several runs needs an output file (-o FILE)")
     return write_html(compare_views(run_dirs), out)

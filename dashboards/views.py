@@ -7,13 +7,12 @@ re-fetches it every few seconds, so both render the same figures.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pandas as pd
 from plotly.io.json import to_json_plotly
 
 from wrn_search.pareto import hypervolume_history, pareto_front, reference_point
-from wrn_search.results import load_curves, load_run
+from wrn_search.results import RunResults
 from wrn_search.rundir import RunManifest
 
 from .figures import FRONT_COLOR, HistoryLine, curves_figure, front_table, history_figure, pareto_figure
@@ -31,17 +30,15 @@ def summary_line(manifest: RunManifest, frame: pd.DataFrame, front: pd.DataFrame
             f"{fraction:.4f} of the reference box")
 
 
-def build_views(run_dir: str | Path) -> dict:
+def build_views(results: RunResults) -> dict:
     """Title, summary, figures (plotly dicts keyed by :data:`FIGURE_IDS`) and the Pareto table of a run.
 
     Every view of the report and the dashboard has ``title``, ``summary``, ``updated``, ``figures``
     (in page order), ``table_title`` and ``table``; :func:`.compare.compare_views` makes the same keys.
+    Takes loaded results, so a search's end draws the report from the read that wrote its CSVs.
     """
-    run_dir = Path(run_dir).resolve()
-    manifest = RunManifest.load(run_dir)
-    frame = load_run(run_dir)
+    manifest, frame, front = results.manifest, results.trials, results.front
     objectives = list(manifest.objectives)
-    front = pareto_front(frame, objectives)
     reference = reference_point(frame, objectives)
     history = hypervolume_history(frame, objectives, reference)
     paper = paper_points(manifest.dataset)
@@ -49,7 +46,7 @@ def build_views(run_dir: str | Path) -> dict:
         f"pareto-{x}": pareto_figure(frame, pareto_front(frame, ["val_error", x]), x, paper) for x in ("params", "macs")
     }
     figures["history"] = history_figure([HistoryLine(manifest.name, history, FRONT_COLOR)], objectives, reference)
-    figures["curves"] = curves_figure(load_curves(run_dir), frame, front)
+    figures["curves"] = curves_figure(results.curves, frame, front)
     fraction = float(history["hypervolume_fraction"].iloc[-1]) if len(history) else 0.0
     return {
         "title": f"wrn-search: {manifest.name}",

@@ -24,7 +24,7 @@ from wrn_search.dashboards.figures import PARETO_UID, HistoryLine, front_table, 
 from wrn_search.dashboards.paper import paper_points
 from wrn_search.dashboards.views import build_views
 from wrn_search.pareto import hypervolume_history, pareto_front
-from wrn_search.results import load_run
+from wrn_search.results import RunResults, load_run
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_report_is_self_contained(report):
 
 
 def test_views_mark_front_states_and_paper(cifar_run):
-    views = build_views(cifar_run)
+    views = build_views(RunResults.load(cifar_run))
     best = sorted(t.number for t in load_study(cifar_run).best_trials)
     params = traces(views, "pareto-params")
     front = params["Pareto front"]
@@ -78,7 +78,7 @@ def test_views_mark_front_states_and_paper(cifar_run):
 
 
 def test_no_paper_points_for_other_datasets(tmp_path):
-    views = build_views(make_run(tmp_path / "digits-run"))
+    views = build_views(RunResults.load(make_run(tmp_path / "digits-run")))
     assert "paper WRNs" not in traces(views, "pareto-params")
 
 
@@ -128,7 +128,7 @@ def test_hypervolume_has_its_own_panel_from_zero():
 
 
 def test_the_error_axis_spans_the_front_and_trials_beyond_sit_on_its_edge(cifar_run):
-    figure = build_views(cifar_run)["figures"]["pareto-params"]
+    figure = build_views(RunResults.load(cifar_run))["figures"]["pareto-params"]
     low, high = figure["layout"]["yaxis"]["range"]
     errors = [*pareto_front(load_run(cifar_run))["val_error"], *(p.test_error for p in paper_points("cifar10"))]
     assert low <= min(errors) and max(errors) < high < 0.5  # the failed trial (0.9) no longer stretches it
@@ -146,7 +146,7 @@ def test_cost_axes_tick_1_2_5_per_decade_in_si_units(cifar_run):
     assert log_ticks([1e3, 1e9]) == [1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9]  # decades alone beyond three
     assert log_ticks([15_000, 45_000])[:4] == [1e4, 1.5e4, 2e4, 3e4]  # within a decade, every digit
     assert log_ticks([float("nan")]) == []
-    axis = build_views(cifar_run)["figures"]["pareto-macs"]["layout"]["xaxis"]
+    axis = build_views(RunResults.load(cifar_run))["figures"]["pareto-macs"]["layout"]["xaxis"]
     assert axis["type"] == "log" and axis["tickformat"] == "~s" and 1e8 in axis["tickvals"]
 
 
@@ -173,7 +173,7 @@ def test_hover_shows_the_searched_hyperparameters_and_other_trials_of_the_net(se
 def test_a_repeat_of_a_front_point_is_on_the_front_not_dominated(tmp_path):
     """Two trials of one net with one error are one point (pareto_front may list it once)."""
     trials = (FakeTrial("WRN-10-1", 0.3), FakeTrial("WRN-10-1", 0.3), FakeTrial("WRN-16-1", 0.2))
-    views = build_views(make_run(tmp_path / "tie", trials))
+    views = build_views(RunResults.load(make_run(tmp_path / "tie", trials)))
     params = traces(views, "pareto-params")
     assert len(params["dominated, full budget"]["customdata"]) == 0
     assert params["same net, several trials"]["name"].endswith("(1)")

@@ -9,6 +9,7 @@ import resource
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import optuna
 import pandas as pd
@@ -20,8 +21,8 @@ from table_fixtures import write_synthetic_table
 
 import wrn_search
 from wrn_search.cli import main
-from wrn_search.results import (COLUMNS, hyperparameter_columns, hyperparameters, load_curves, load_run, study_storage,
-                                write_results)
+from wrn_search.results import (COLUMNS, RunResults, hyperparameter_columns, hyperparameters, load_curves, load_run,
+                                study_storage, write_results)
 from wrn_search.rundir import RunManifest
 from wrn_search.simulate import simulate
 from wrn_search.space import load_space
@@ -83,7 +84,7 @@ def test_repeated_epoch_keeps_the_last_line(run_dir):
 
 
 def test_write_results_matches_study_best_trials(run_dir):
-    results, pareto = write_results(run_dir)
+    results, pareto = write_results(RunResults.load(run_dir))
     table, front = pd.read_csv(results), pd.read_csv(pareto)
     assert len(table) == 8
     for column in ("trial_id", "name", "params", "macs", "val_error", "epochs", "state", "outcome"):
@@ -103,6 +104,36 @@ def test_empty_run_and_missing_run(tmp_path):
     assert load_run(empty).empty and load_curves(empty).empty
     with pytest.raises(ValueError, match="not a wrn-search run"):
         load_run(tmp_path)
+
+
+class FinishedTuner:
+    """A ``tune.Tuner`` whose experiment has already run, for the end of :func:`wrn_search.search.fit`."""
+
+    def __init__(self):
+        config = SimpleNamespace(callbacks=None, verbose=0)
+        self._local_tuner = SimpleNamespace(get_run_config=lambda: config)
+
+    def fit(self) -> None:
+        pass
+
+
+def test_a_search_end_reads_the_run_once_for_its_files_report_and_printed_front(run_dir, monkeypatch, capsys):
+    from wrn_search import results as results_module
+    from wrn_search.cli.run import show_result
+    from wrn_search.search import fit
+
+    reads = []
+    for name in ("open_study", "load_curves"):  # the study, and epochs.jsonl
+        real = getattr(results_module, name)
+        monkeypatch.setattr(results_module, name, lambda *args, real=real, name=name: reads.append(name) or real(*args))
+    results = fit(FinishedTuner(), run_dir, RunManifest.load(run_dir), [], 0)
+    assert show_result(results) == 0 and show_result(results, as_json=True) == 0
+    assert reads == ["load_curves", "open_study"]
+    table, summary = capsys.readouterr().out.split("\n{", 1)
+    front = sorted(pd.read_csv(run_dir / "pareto.csv")["number"])
+    assert sorted(row["number"] for row in json.loads("{" + summary)["front"]) == front
+    assert f"{len(front)} of {len(pd.read_csv(run_dir / 'results.csv'))} trials on the front" in table
+    assert (run_dir / "report.html").stat().st_size > 100_000
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +277,7 @@ def test_a_net_with_more_params_than_int64_holds_stays_readable(tmp_path):
     for command in READERS:
         done = run_cli(command[0], str(run), *command[1:], cwd=tmp_path)
         assert done.returncode == 0, done.stderr
-    results, pareto = write_results(run)
+    results, pareto = write_results(RunResults.load(run))
     assert list(pd.read_csv(results)["params"]) == [77562, pytest.approx(huge)]
     assert sorted(pd.read_csv(pareto)["number"]) == [0, 1]
 
@@ -266,12 +297,13 @@ def full_disk(limit: int):
 
 @pytest.mark.parametrize("outputs, command", [
     (("results.csv", "pareto.csv"),
-     ["-c", "import sys; from wrn_search.results import write_results; write_results(sys.argv[1])", "RUN"]),
+     ["-c", "import sys; from wrn_search.results import RunResults, write_results; "
+           "write_results(RunResults.load(sys.argv[1]))", "RUN"]),
     (("report.html",), ["-m", "wrn_search", "report", "RUN", "-o", "RUN/report.html"]),
 ])
 def test_a_write_cut_short_leaves_the_previous_file(tmp_path, outputs, command):
     run = make_run(tmp_path / "run")
-    write_results(run)
+    write_results(RunResults.load(run))
     (run / "report.html").write_text("<p>the previous report</p>")
     before = {name: (run / name).read_bytes() for name in outputs}
     add_trials(run, STANDARD_TRIALS[:2])  # new content to write

@@ -12,7 +12,7 @@ from wrn_search.dashboards.figures import PARETO_UID
 from wrn_search.dashboards.report import write_report
 from wrn_search.dashboards.views import build_views
 from wrn_search.pareto import pareto_front
-from wrn_search.results import load_curves, load_run, write_results
+from wrn_search.results import RunResults, load_curves, load_run, write_results
 from wrn_search.rundir import RunManifest
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ def run(tmp_path_factory):
 
 
 def test_results_match_the_study(run):
-    write_results(run)
+    write_results(RunResults.load(run))
     frame, study = load_run(run).set_index("number"), load_study(run)
     manifest = RunManifest.load(run)
     assert len(frame) == len(study.trials) == 5
@@ -46,7 +46,7 @@ def test_results_match_the_study(run):
 
 
 def test_report_and_export(run, tmp_path):
-    views = build_views(run)
+    views = build_views(RunResults.load(run))
     assert views["front_size"] == len(load_study(run).best_trials)
     front = pareto_front(load_run(run))
     assert main(["export", str(run), "--trial", front["trial_id"].iloc[0], "--out", str(tmp_path / "export"),
@@ -56,6 +56,6 @@ def test_report_and_export(run, tmp_path):
 
 @requires_chromium
 def test_chromium_renders_the_real_front(run, tmp_path):
-    report = write_report(run, tmp_path / "report.html")
+    report = write_report(RunResults.load(run), tmp_path / "report.html")
     dom = render(report.as_uri(), tmp_path, "report-real-search.png")
     assert count_trace_points(dom, "pareto-params", PARETO_UID) == len(pareto_front(load_run(run)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -83,13 +84,38 @@ def load_curves(run_dir: str | Path) -> pd.DataFrame:
     return frame.sort_values(["number", "epoch"], kind="stable").reset_index(drop=True)
 
 
+@dataclass(frozen=True, eq=False)
+class RunResults:
+    """A run read once: what needs several of its tables (the end of a search writes the CSVs, the report
+    and the printed front) shares one read, from one moment of a running search."""
+
+    run_dir: Path
+    manifest: RunManifest
+    trials: pd.DataFrame
+    curves: pd.DataFrame
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RunResults:
+        run_dir = Path(run_dir).resolve()
+        manifest = RunManifest.load(run_dir)
+        curves = load_curves(run_dir)
+        return cls(run_dir, manifest, _trial_table(run_dir, manifest, curves), curves)
+
+    @functools.cached_property
+    def front(self) -> pd.DataFrame:
+        """The Pareto set over the study's objectives (as in ``pareto.csv``)."""
+        return pareto_front(self.trials, self.manifest.objectives)
+
+
 def load_run(run_dir: str | Path) -> pd.DataFrame:
     """One row per trial of the study: spec fields, cost, val error, epochs, state, outcome, time."""
-    run_dir = Path(run_dir).resolve()
-    manifest = RunManifest.load(run_dir)
+    return RunResults.load(run_dir).trials
+
+
+def _trial_table(run_dir: Path, manifest: RunManifest, curves: pd.DataFrame) -> pd.DataFrame:
+    """:func:`load_run`'s frame, from the study and the logs, given the run's :func:`load_curves`."""
     study = open_study(run_dir, manifest)
     created = datetime.fromisoformat(manifest.created).timestamp()
-    curves = load_curves(run_dir)
     last_epochs = curves.groupby("number").tail(1).set_index("number") if len(curves) else curves
     ends = {r["number"]: r for r in read_jsonl(run_dir / TRIAL_LOG, TRIAL_SCHEMA)}
     seconds = curves.groupby("number")["epoch_seconds"].sum() if "epoch_seconds" in curves else pd.Series()
@@ -145,13 +171,10 @@ def hyperparameter_text(row: pd.Series | dict) -> str:
     return " ".join(f"{name}={value:g}" for name, value in hyperparameters(row).items())
 
 
-def write_results(run_dir: str | Path) -> tuple[Path, Path]:
+def write_results(results: RunResults) -> tuple[Path, Path]:
     """Write ``results.csv`` (every trial) and ``pareto.csv`` (``study.best_trials``); return their paths."""
-    run_dir = Path(run_dir).resolve()
-    frame = load_run(run_dir)
-    front = pareto_front(frame, RunManifest.load(run_dir).objectives)
-    paths = run_dir / RESULTS_CSV, run_dir / PARETO_CSV
-    for path, table in zip(paths, (frame, front)):
+    paths = results.run_dir / RESULTS_CSV, results.run_dir / PARETO_CSV
+    for path, table in zip(paths, (results.trials, results.front)):
         write_atomic(path, table.to_csv(index=False))  # a kill mid-write leaves the previous file
     return paths
 

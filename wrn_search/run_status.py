@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .results import hyperparameters, load_run, plain
+from .results import RunResults, hyperparameters, plain
 from .rundir import RunManifest, trained_epochs
 
 #: Fields of the best trial that :func:`status` reports, besides its searched hyperparameters.
@@ -22,8 +22,8 @@ def status(run_dir: str | Path) -> dict:
 
     ``best`` is the full-budget trial with the lowest error (fewest params on a tie).
     """
-    manifest = RunManifest.load(run_dir)
-    frame = load_run(run_dir)
+    results = RunResults.load(run_dir)
+    manifest, frame = results.manifest, results.trials
     states = {str(state): int(count) for state, count in frame["state"].value_counts().items()}
     complete = frame[frame["state"] == "COMPLETE"]
     best = complete.sort_values(["val_error", "params"]).head(1)

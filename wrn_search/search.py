@@ -39,7 +39,7 @@ from .lock import LOCK_FILE, run_dir_lock
 from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_FILE, TUNE_DIR, RunManifest,
                      append_jsonl, epoch_record, open_storage)
 from .resources import trial_resources
-from .results import open_study, write_results
+from .results import RunResults, write_results
 from .schedulers import SuccessiveHalving
 from .samplers import make_sampler
 from .searcher import StudySearcher, search_algorithm
@@ -253,9 +253,9 @@ def session_callbacks(run_dir: Path, manifest: RunManifest, callbacks: Sequence[
 
 
 def fit(tuner: tune.Tuner, run_dir: Path, manifest: RunManifest, callbacks: Sequence[tune.Callback],
-        verbose: int) -> None:
-    """Run the experiment with this session's ``callbacks`` and Ray output, write the results and the report;
-    say so, and how to continue, if it did not end."""
+        verbose: int) -> RunResults:
+    """Run the experiment with this session's ``callbacks`` and Ray output, write the results and the report
+    from one read of the run, and return that read; say so, and how to continue, if it did not end."""
     # Tuner.restore takes no RunConfig: this session's callbacks and verbosity join the restored one here.
     run_config = tuner._local_tuner.get_run_config()
     run_config.callbacks = [*(run_config.callbacks or []), *callbacks]
@@ -271,13 +271,15 @@ def fit(tuner: tune.Tuner, run_dir: Path, manifest: RunManifest, callbacks: Sequ
             raise RunDirUnwritable(f"run_dir: cannot write {cause.filename or run_dir} "
                                    f"({cause.strerror}); finished trials are kept: make room (or make it "
                                    f"writable) and continue with `wrn-search resume {run_dir}`") from None
-    write_results(run_dir)
-    write_report(run_dir, run_dir / REPORT_FILE)
+    results = RunResults.load(run_dir)
+    write_results(results)
+    write_report(results, run_dir / REPORT_FILE)
     if interrupted.is_set():
-        states = [trial.state for trial in open_study(run_dir, manifest).get_trials(deepcopy=False)]
-        finished = sum(state.is_finished() for state in states)
+        states = results.trials["state"]
+        finished = int(states.isin(["COMPLETE", "PRUNED", "FAIL"]).sum())
         raise SearchInterrupted(f"interrupted: {finished} of {manifest.samples} trials finished, "
                                 f"{len(states) - finished} unfinished; continue with: wrn-search resume {run_dir}")
+    return results
 
 
 def has_snapshot(tune_path: str) -> bool:
@@ -294,7 +296,17 @@ def never_started(run_dir: Path) -> bool:
     return set(os.listdir(run_dir)) <= {SPACE_FILE, LOCK_FILE}
 
 
-def run_search(
+def run_search(*args, **kwargs) -> Path:
+    """:func:`search`'s run directory: for callers that want only the path, as before :func:`search` existed."""
+    return search(*args, **kwargs).run_dir
+
+
+def resume_search(*args, **kwargs) -> Path:
+    """:func:`resume`'s run directory: for callers that want only the path, as before :func:`resume` existed."""
+    return resume(*args, **kwargs).run_dir
+
+
+def search(
     space: SearchSpace | str,
     name: str | None = None,
     storage_path: str = DEFAULT_STORAGE_PATH,
@@ -304,8 +316,9 @@ def run_search(
     progress: bool = True,
     callbacks: Sequence[tune.Callback] = (),
     argv: list[str] | None = None,
-) -> Path:
-    """Run a search and return its run directory. Bad input raises ``ValueError`` before anything is written.
+) -> RunResults:
+    """Run a search and return its results, read once at the end for the files and the caller.
+    Bad input raises ``ValueError`` before anything is written.
 
     ``progress`` prints the run directory, the dashboard command and one progress line on stderr;
     ``verbose`` is Ray Tune's own output (``RunConfig.verbose``: 0 none, 1 its status and per-trial
@@ -338,19 +351,18 @@ def run_search(
                     raise
                 if progress:
                     announce(f"run directory {run_dir}", run_dir)
-                fit(tuner, run_dir, manifest, session_callbacks(run_dir, manifest, callbacks, progress, verbose),
-                    verbose)
-    return run_dir
+                return fit(tuner, run_dir, manifest,
+                           session_callbacks(run_dir, manifest, callbacks, progress, verbose), verbose)
 
 
-def resume_search(run_dir: str | Path, samples: int | None = None, address: str | None = None,
-                  argv: list[str] | None = None, epoch_budget: int | None = None, verbose: int = 0,
-                  progress: bool = True, callbacks: Sequence[tune.Callback] = ()) -> Path:
-    """Continue a run: finished trials stay, unfinished ones resume from their newest checkpoint.
+def resume(run_dir: str | Path, samples: int | None = None, address: str | None = None,
+           argv: list[str] | None = None, epoch_budget: int | None = None, verbose: int = 0,
+           progress: bool = True, callbacks: Sequence[tune.Callback] = ()) -> RunResults:
+    """Continue a run: finished trials stay, unfinished ones resume from their newest checkpoint; return its results.
 
     ``samples`` and ``epoch_budget`` replace the run's budgets (the searcher re-reads them from run.json).
     A run killed before Tune wrote its first snapshot starts its experiment now. ``verbose``,
-    ``progress`` and ``callbacks`` are :func:`run_search`'s, for this session.
+    ``progress`` and ``callbacks`` are :func:`search`'s, for this session.
     """
     run_dir = Path(run_dir).expanduser().resolve()
     manifest = RunManifest.load(run_dir)
@@ -380,5 +392,5 @@ def resume_search(run_dir: str | Path, samples: int | None = None, address: str 
                 tuner = build_tuner(space, run_dir, manifest, trainable)
             if progress:
                 announce(headline, run_dir)
-            fit(tuner, run_dir, manifest, session_callbacks(run_dir, manifest, callbacks, progress, verbose), verbose)
-    return run_dir
+            return fit(tuner, run_dir, manifest, session_callbacks(run_dir, manifest, callbacks, progress, verbose),
+                       verbose)

@@ -206,7 +206,7 @@ def simulate(space: SearchSpace, table: Table, workers: int, time_budget: float 
     (default: the run's ``study.log``, Optuna's journal file, which takes 1,000 trials in a second
     where SQLite's one transaction per trial takes a minute), so no call waits for a commit.
     """
-    from .results import write_results
+    from .results import RunResults, write_results
 
     check_simulable(space, table)
     require_int(workers, "workers", 1)
@@ -241,6 +241,7 @@ def simulate(space: SearchSpace, table: Table, workers: int, time_budget: float 
         except BaseException:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
-    write_results(run_dir)
-    write_report(run_dir, run_dir / REPORT_FILE)
+    results = RunResults.load(run_dir)
+    write_results(results)
+    write_report(results, run_dir / REPORT_FILE)
     return run_dir

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..results import RunResults
 
 HELP = "print the Pareto front (val error vs params or MACs) of a run directory"
 
@@ -20,17 +24,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pareto import hypervolume, pareto_front, reference_point
-    from ..results import hyperparameter_columns, hyperparameter_text, load_run
-    from ..rundir import RunManifest
+    from ..results import RunResults
 
-    frame = load_run(args.run_dir)
-    objectives = ["val_error", args.x] if args.x else list(RunManifest.load(args.run_dir).objectives)
-    front = pareto_front(frame, objectives)
-    if args.csv:
-        front.to_csv(args.csv, index=False)
+    return print_front(RunResults.load(args.run_dir), args.x, args.csv, args.json)
+
+
+def print_front(results: RunResults, x: str | None = None, csv: str | None = None, as_json: bool = False) -> int:
+    """``wrn-search pareto``'s output from loaded results (over error and ``x``, else the study's objectives),
+    so the end of ``run`` prints it from the read that wrote the run's files."""
+    from ..pareto import hypervolume, pareto_front, reference_point
+    from ..results import hyperparameter_columns, hyperparameter_text
+
+    frame = results.trials
+    objectives = ["val_error", x] if x else list(results.manifest.objectives)
+    front = pareto_front(frame, objectives) if x else results.front
+    if csv:
+        front.to_csv(csv, index=False)
     rows = front[FRONT_COLUMNS + hyperparameter_columns(front)]  # lr=... tells apart two trials of one net
-    if args.json:
+    if as_json:
         print(json.dumps(json.loads(rows.to_json(orient="records")), indent=1))
         return 0
     reference = reference_point(frame, objectives)

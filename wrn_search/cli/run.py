@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..results import RunResults
 
 HELP = "run an architecture search from a search space (a YAML file or a ready space's name)"
 
@@ -56,7 +59,7 @@ def quiet_ray_warnings() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..search import run_search
+    from ..search import search
     from ..space import load_space
 
     overrides = {key: value for key, value in (
@@ -65,34 +68,32 @@ def run(args: argparse.Namespace) -> int:
     ) if value is not None}
     quiet_ray_warnings()
     space = load_space(args.space).with_overrides(**overrides)
-    run_dir = run_search(space, name=args.name, storage_path=args.storage_path, address=args.address,
-                         study_storage=args.study_storage, verbose=int(args.verbose), progress=not args.quiet)
-    return show_result(run_dir, args.json)
+    results = search(space, name=args.name, storage_path=args.storage_path, address=args.address,
+                     study_storage=args.study_storage, verbose=int(args.verbose), progress=not args.quiet)
+    return show_result(results, args.json)
 
 
-def show_result(run_dir: Path, as_json: bool = False) -> int:
-    """End of ``run`` and ``resume`` (their report is written): where everything is and the front, or one JSON object."""
+def show_result(results: RunResults, as_json: bool = False) -> int:
+    """End of ``run``, ``resume`` and ``simulate`` (their files and report are written): where everything is and
+    the front, or one JSON object, from the ``results`` those were written from (no second read)."""
     from ..dashboards.report import REPORT_FILE
     from . import pareto
 
     if as_json:
-        print(json.dumps(result_summary(run_dir), indent=1))
+        print(json.dumps(result_summary(results), indent=1))
         return 0
+    run_dir = results.run_dir
     print(f"wrn-search: results in {run_dir} (results.csv, pareto.csv); report: {run_dir / REPORT_FILE}")
-    return pareto.run(argparse.Namespace(run_dir=str(run_dir), x=None, csv=None, json=False))
+    return pareto.print_front(results)
 
 
-def result_summary(run_dir: Path) -> dict:
+def result_summary(results: RunResults) -> dict:
     """The run directory, its report, trials by state and the front (rows as ``wrn-search pareto --json``)."""
     from ..dashboards.report import REPORT_FILE
-    from ..pareto import pareto_front
-    from ..results import load_run
-    from ..rundir import RunManifest
     from .pareto import FRONT_COLUMNS
 
-    frame = load_run(run_dir)
-    front = pareto_front(frame, RunManifest.load(run_dir).objectives)
-    return {"run_dir": str(run_dir), "report": str(run_dir / REPORT_FILE), "trials": len(frame),
+    frame = results.trials
+    return {"run_dir": str(results.run_dir), "report": str(results.run_dir / REPORT_FILE), "trials": len(frame),
             "states": {str(state): int(count) for state, count in frame["state"].value_counts().items()},
-            "front": json.loads(front[FRONT_COLUMNS].to_json(orient="records"))}
+            "front": json.loads(results.front[FRONT_COLUMNS].to_json(orient="records"))}
 

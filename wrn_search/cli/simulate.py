@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..results import RunResults
     from ..space import load_space
     from ..simulate import simulate
     from ..table import load_table
@@ -43,4 +44,4 @@ def run(args: argparse.Namespace) -> int:
     run_dir = simulate(space, table, workers, time_budget=args.time_budget, name=args.name,
                        storage_path=args.storage_path, study_storage=args.study_storage,
                        argv=["wrn-search", *sys.argv[1:]])
-    return show_result(run_dir)
+    return show_result(RunResults.load(run_dir))  # simulate() returns only the path: a second read
