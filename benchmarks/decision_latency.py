@@ -42,7 +42,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from wrn_search.rundir import open_storage
 from wrn_search.schedulers import SuccessiveHalving
-from wrn_search.search import full_epochs, make_scheduler, sample_budget
+from wrn_search.search import make_scheduler
 from wrn_search.searcher import StudySearcher
 from wrn_search.simulate import Simulation, check_simulable, table_seed
 from wrn_search.space import SearchSpace, load_space
@@ -197,7 +197,7 @@ def storage_url(storage: str, directory: Path) -> str:
 def measure(space: SearchSpace, table: Table, workers: int, storage: str, directory: Path) -> Measurement:
     """Replay ``space`` over ``table`` as ``simulate.replay`` does, with the searcher and scheduler timed."""
     check_simulable(space, table)
-    searcher = StudySearcher(space, directory, "decision-latency", "", sample_budget(space), full_epochs(space),
+    searcher = StudySearcher(space, directory, "decision-latency", "", space.trial_budget(),
                              storage=open_storage(storage_url(storage, directory)))
     calls = CallLog()
     simulation = Simulation(TimedSearcher(searcher, calls),

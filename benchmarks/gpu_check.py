@@ -233,7 +233,7 @@ def probe_trial(config: dict) -> None:
     limit_gpu_memory(gpus)
     start = time.time()
     data = synthetic(8192, 1024) if gpus else synthetic(256, 64)  # the CPU trial has one core
-    trainer = Trainer(WRNSpec.parse("WRN-16-2"), data, trial_train_config({}, {"epochs": 3}, gpus))
+    trainer = Trainer(WRNSpec.parse("WRN-16-2"), data, trial_train_config({}, TrainConfig(epochs=3), gpus))
     result = trainer.fit()
     on_gpu = trainer.device.type == "cuda"
     total = torch.cuda.get_device_properties(0).total_memory if on_gpu else 0

@@ -73,7 +73,7 @@ def search(gpus_per_trial: float | str, epochs: int, directory: Path) -> dict:
     path.write_text(yaml.safe_dump(space_document(gpus_per_trial, epochs)))
     start = time.perf_counter()
     run_dir = run_search(load_space(path), name=f"packing-{gpus_per_trial}-{uuid.uuid4().hex[:8]}",
-                         storage_path=str(directory), verbose=0)
+                         storage_path=str(directory), verbose=0).run_dir
     wall = time.perf_counter() - start
     completed = int((load_run(run_dir)["state"] == "COMPLETE").sum())
     curves = load_curves(run_dir)

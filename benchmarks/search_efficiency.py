@@ -72,7 +72,7 @@ def run(quick: bool = False, threads: int | None = None) -> Row:
     default = load_space(SPACE)
     trials = 8 if quick else default.search.samples
     seeds = [0, 1, 2]
-    epochs = int(default.training["epochs"])
+    epochs = default.training.epochs
     budget = trials * epochs
     log(f"search_efficiency: {SPACE}, {budget} epochs ({trials} full trials), seeds {seeds}, "
         "ours vs random without early stopping")

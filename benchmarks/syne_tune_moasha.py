@@ -28,7 +28,6 @@ from syne_tune.optimizer.schedulers.multiobjective.moasha import MOASHA
 from syne_tune.optimizer.schedulers.multiobjective.multiobjective_priority import NonDominatedPriority
 from syne_tune.optimizer.schedulers.multiobjective.non_dominated_priority import nondominated_sort
 
-from wrn_search.search import full_epochs
 from wrn_search.space import SearchSpace
 from wrn_search.spec import WRNSpec
 from wrn_search.table import FAILED_OUTCOMES
@@ -55,7 +54,7 @@ class MOASHASearcher:
         self.space = space
         self.moasha = moasha
         self.trials = trials
-        self.full_epochs = full_epochs(space)
+        self.full_epochs = space.training.epochs
         self.random = np.random.RandomState(seed)
         self.clock: Callable[[], float] = time.time
 
@@ -113,7 +112,7 @@ class MOASHAScheduler:
 
 def syne_tune_moasha(space: SearchSpace, seed: int, ranked: bool = False) -> tuple[MOASHASearcher, MOASHAScheduler]:
     """The searcher and scheduler of one simulation: MOASHA with our space's grid, rungs and objectives."""
-    epochs = full_epochs(space)
+    epochs = space.training.epochs
     search = space.search
     moasha = MOASHA(
         {name: choice(values) for name, values in space.grid_axes().items()},

@@ -92,9 +92,7 @@ def add_trials(run_dir: Path, trials) -> Path:
             spec, params, macs = trial_costs(fake.name, dataset)
             number = len(study.trials)  # add_trial numbers trials in order, as ask does
             trial_id = f"7a1b2_{index:05d}"
-            attrs = {"name": spec.name, "params": params, "macs": macs, "epochs": fake.epochs, "trial_id": trial_id,
-                     "depth": spec.depth, "widen_factor": spec.widen_factor, "blocks_per_group": spec.blocks_per_group,
-                     "block": spec.block_name, "dropout": spec.dropout}
+            attrs = {**spec.columns(), "params": params, "macs": macs, "epochs": fake.epochs, "trial_id": trial_id}
             if fake.state != "RUNNING":
                 attrs["outcome"] = fake.outcome
             for epoch in range(1, fake.epochs + 1):

@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wrn_search.search import full_epochs
 from wrn_search.space import SearchSpace
 from wrn_search.table import FORMAT, hyperparameter_columns, write_table
 
 
 def synthetic_rows(space: SearchSpace, seeds: int) -> pd.DataFrame:
     """Every grid config x seed x epoch: bigger nets end lower, slower; each seed adds its own noise."""
-    epochs = full_epochs(space)
+    epochs = space.training.epochs
     rows = []
     for index, config in enumerate(space.grid_configs()):
         floor = 0.4 / math.log10(config["params"]) + 0.05 * abs(math.log10(config.get("lr", 0.1) / 0.1))

@@ -40,7 +40,8 @@ def test_version(capsys):
 def test_callbacks_reach_tune_on_run_and_resume_and_the_api_writes_the_report(local_ray, tmp_path):
     space = load_space(write_space(tmp_path, training={"epochs": 2}, search={"samples": 3, "scheduler": "none"}))
     first = ResultRecorder()
-    run_dir = run_search(space, name="called", storage_path=str(tmp_path / "runs"), progress=False, callbacks=[first])
+    run_dir = run_search(space, name="called", storage_path=str(tmp_path / "runs"), progress=False,
+                         callbacks=[first]).run_dir
     assert sorted(first.results) == sorted(logged_epochs(run_dir)) and len(first.results) == 3 * 2
     assert (run_dir / "report.html").stat().st_size > 100_000  # as `wrn-search run` writes it
 

@@ -46,7 +46,7 @@ def test_trials_spread_over_two_nodes(tmp_path):
         # Trials long enough that the second node's worker has started (imports torch) before the search ends.
         space = write_space(tmp_path, search={"samples": 6, "scheduler": "none"}, training={"epochs": 15})
         run_dir = run_search(load_space(space), name="cluster", storage_path=str(tmp_path / "runs"),
-                             address=cluster.address, verbose=0)
+                             address=cluster.address, verbose=0).run_dir
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -61,7 +61,7 @@ def test_auto_gpus_pack_small_trials_onto_one_gpu(tmp_path):
         space = write_space(tmp_path, search={"samples": 4, "max_concurrent": 4, "scheduler": "none"},
                             resources={"cpus_per_trial": 1, "gpus_per_trial": "auto"}, training={"epochs": 3})
         run_dir = run_search(load_space(space), name="gpus", storage_path=str(tmp_path / "runs"),
-                             address=cluster.address, verbose=0)
+                             address=cluster.address, verbose=0).run_dir
     finally:
         ray.shutdown()
         cluster.shutdown()

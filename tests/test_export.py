@@ -195,7 +195,7 @@ def test_model_card_names_the_searched_hyperparameters(run):
 
 def test_retrain_takes_the_best_device_and_leaves_ray_alone(run, tmp_path, monkeypatch):
     """export --retrain has the machine to itself: device "auto" (a GPU where there is one); it loads the
-    dataset without importing the search."""
+    dataset and builds its recipe without importing the Ray side."""
     import wrn_search.train
 
     seen = {}
@@ -205,9 +205,11 @@ def test_retrain_takes_the_best_device_and_leaves_ray_alone(run, tmp_path, monke
         raise ValueError("recorded")
 
     monkeypatch.setattr(wrn_search.train.Trainer, "__init__", record)
-    monkeypatch.delitem(sys.modules, "wrn_search.search", raising=False)
+    for module in ("wrn_search.search", "wrn_search.trainable"):  # the Ray side
+        monkeypatch.delitem(sys.modules, module, raising=False)
     assert main(["export", str(run), "--trial", "0", "--out", str(tmp_path), "--retrain", "1"]) == 2
-    assert seen == {"device": "auto"} and "wrn_search.search" not in sys.modules
+    assert seen == {"device": "auto"}
+    assert "wrn_search.search" not in sys.modules and "wrn_search.trainable" not in sys.modules
 
 
 def test_export_is_part_of_the_package_api(run, tmp_path):

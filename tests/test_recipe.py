@@ -49,8 +49,21 @@ def test_every_field_round_trips_from_the_command_line():
 def test_every_field_round_trips_from_a_space(tmp_path):
     training = {name: list(value) if isinstance(value, tuple) else value for name, (value, _) in CHANGED.items()}
     space = load_space(str(write_space(tmp_path, training=training)))
-    config = trial_train_config({"name": "WRN-10-1"}, space.training)
+    space.to_yaml(tmp_path / "again.yaml")  # as a run directory keeps it, and resume and export read it
+    again = load_space(str(tmp_path / "again.yaml"))
+    assert again.training == space.training
+    config = trial_train_config(again.config(WRNSpec.parse("WRN-10-1"), {}), again.training)
     assert {name: getattr(config, name) for name in CHANGED} == {name: value for name, (value, _) in CHANGED.items()}
+
+
+def test_a_trial_trains_with_the_recipe_and_its_searched_values(tmp_path):
+    space = load_space(str(write_space(tmp_path, dimensions={"depth": [10], "widen_factor": [1], "lr": [0.05]},
+                                       training={"epochs": 4, "gamma": 0.1, "device": "cpu"})))
+    config = space.config(WRNSpec.parse("WRN-10-1"), {"lr": 0.05})
+    recipe = trial_train_config(config, space.training)
+    assert (recipe.lr, recipe.epochs, recipe.gamma) == (0.05, 4, 0.1)
+    trainer = Trainer(WRNSpec.from_columns(config), load_dataset("digits"), recipe)
+    assert trainer.optimizer.param_groups[0]["initial_lr"] == 0.05 and trainer.config == recipe
 
 
 def test_the_trainer_uses_momentum_nesterov_milestones_gamma_and_init():
@@ -84,7 +97,7 @@ def test_paper_svhn_shows_the_papers_svhn_recipe(capsys):
     assert summary["dataset"]["extra"] is True
     assert summary["architectures"] == ["WRN-16-4-B(3,3)", "WRN-16-8-B(3,3)", "WRN-52-1-B(3,3)"]
     assert summary["dimensions"] == {"dropout": [0.4]}
-    epochs = [e for e in range(160) if lr_factor(TrainConfig(**load_space("paper-svhn").training))(e) < 1]
+    epochs = [e for e in range(160) if lr_factor(load_space("paper-svhn").training)(e) < 1]
     assert epochs[0] == 80  # x0.1 at epoch 80, and again at 120
 
 

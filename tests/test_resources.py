@@ -18,6 +18,12 @@ from wrn_search.space import parse_space
 from wrn_search.spec import WRNSpec
 from wrn_search.train import CHECKPOINT_FILE, Trainer, TrainConfig
 
+
+def trial_config(name: str) -> dict:
+    """The spec columns a trial config carries (``SearchSpace.config``)."""
+    return WRNSpec.parse(name).columns()
+
+
 GiB = 2**30
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -36,15 +42,16 @@ def test_auto_sizes_the_share_in_the_precision_the_trial_trains_in(gpu, precisio
     """WRN-28-10 at batch 128 keeps 1.38 GiB of activations in bf16 by the cost model, 2.76 GiB in fp32:
     with 2 bytes assumed in fp32 too, auto gave it a 1/4 share (4 GiB) it could not train in."""
     auto = AutoGPUResources(cpus=1, gpu=gpu, dataset="cifar10", batch_size=128, precision=precision)
-    assert auto.gpu_share({"name": "WRN-28-10"}) == share
-    request = auto({"name": "WRN-28-10"}).required_resources
+    assert auto.gpu_share(trial_config("WRN-28-10")) == share
+    request = auto(trial_config("WRN-28-10")).required_resources
     assert request == {"CPU": 1, "GPU": share}
 
 
 def test_auto_gives_big_nets_a_whole_gpu():
     auto = AutoGPUResources(cpus=1, gpu=GPUInfo(80 * GiB, 0, True), dataset="cifar10", batch_size=128,
                             data_bytes=150 * 2**20)
-    assert [auto.gpu_share({"name": "WRN-28-10", "batch_size": batch}) for batch in (128, 1024, 2048, 4096)] == [
+    assert [auto.gpu_share({**trial_config("WRN-28-10"), "batch_size": batch})
+            for batch in (128, 1024, 2048, 4096)] == [
         0.125, 0.25, 0.5, 1.0]
 
 
@@ -230,7 +237,7 @@ def session(monkeypatch):
     return start
 
 
-TRAINING = {"epochs": 2, "batch_size": 128, "num_threads": 1}
+TRAINING = TrainConfig(epochs=2, batch_size=128, num_threads=1)
 
 
 def test_a_trial_gives_its_memory_back_once_its_trainer_is_gone(session, monkeypatch, digits):
@@ -246,7 +253,7 @@ def test_a_trial_gives_its_memory_back_once_its_trainer_is_gone(session, monkeyp
     freed = []
     monkeypatch.setattr(trainable, "Trainer", Tracked)
     monkeypatch.setattr(trainable, "free_device_memory", lambda: freed.append(len(alive)))
-    trainable.train_trial({"name": "WRN-10-1"}, digits, TRAINING)
+    trainable.train_trial(trial_config("WRN-10-1"), digits, TRAINING)
     assert [m["outcome"] for m in fake.reports] == ["completed", "completed"]
     assert freed == [0]
 
@@ -262,7 +269,7 @@ def test_running_out_of_memory_restoring_a_checkpoint_is_an_outcome(session, mon
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
 
     monkeypatch.setattr(torch, "load", full)
-    trainable.train_trial({"name": "WRN-10-1", "params": 1, "macs": 2}, digits, TRAINING)
+    trainable.train_trial({**trial_config("WRN-10-1"), "params": 1, "macs": 2}, digits, TRAINING)
     assert fake.reports == [{"epoch": 1, "val_error": 1.0, "outcome": "out_of_memory", "params": 1, "macs": 2,
                              "node_id": "n0"}]
 
@@ -271,11 +278,11 @@ def test_an_out_of_memory_trial_still_gives_its_memory_back(session, monkeypatch
     fake = session()
     freed = []
     monkeypatch.setattr(trainable, "free_device_memory", lambda: freed.append(True))
-    trainable.train_trial({"name": "WRN-10-100000"}, digits, TRAINING)  # more params than any host's memory
+    trainable.train_trial(trial_config("WRN-10-100000"), digits, TRAINING)  # more params than any host's memory
     assert [m["outcome"] for m in fake.reports] == ["out_of_memory"] and freed == [True]
 
 
 def test_zero_gpu_trials_train_on_the_cpu():
-    assert trainable.trial_train_config({"lr": 0.05}, {"epochs": 3}, gpus=0) == TrainConfig(epochs=3, lr=0.05,
+    assert trainable.trial_train_config({"lr": 0.05}, TrainConfig(epochs=3), gpus=0) == TrainConfig(epochs=3, lr=0.05,
                                                                                             device="cpu")
-    assert trainable.trial_train_config({}, {}, gpus=0.25).device == "auto"
+    assert trainable.trial_train_config({}, TrainConfig(), gpus=0.25).device == "auto"

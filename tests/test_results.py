@@ -148,7 +148,7 @@ def searched_run(tmp_path_factory):
     path.write_text(yaml.safe_dump(document))
     space = load_space(path)
     table = load_table(write_synthetic_table(space, folder / "table.csv.gz"))
-    return simulate(space, table, 2, name="searched", storage_path=str(folder))
+    return simulate(space, table, 2, name="searched", storage_path=str(folder)).run_dir
 
 
 def test_searched_hyperparameters_are_columns_from_the_study(searched_run):

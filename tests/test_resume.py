@@ -202,7 +202,7 @@ def test_diverging_trials_are_marked_and_the_rest_finish(tmp_path):
                         training={"epochs": 3}, search={"samples": 6, "scheduler": "none", "sampler": "grid"})
     start_local_ray()
     try:
-        run_dir = run_search(load_space(space), name="diverge", storage_path=str(tmp_path / "runs"), verbose=0)
+        run_dir = run_search(load_space(space), name="diverge", storage_path=str(tmp_path / "runs"), verbose=0).run_dir
     finally:
         ray.shutdown()
     trials = study_of(run_dir).trials

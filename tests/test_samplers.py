@@ -58,12 +58,13 @@ def test_stopped_trials_steer_the_rung_aware_tpe_but_not_optunas():
 
 
 def test_start_up_trials_are_spread_over_the_params_axis(tmp_path):
+    from wrn_search.budget import TrialBudget
     from wrn_search.searcher import StudySearcher
     from wrn_search.space import load_space
 
     space = load_space("digits-wrn")
     specs = sorted(space.architectures(), key=lambda spec: space.cost(spec)[0])
-    searcher = StudySearcher(space, tmp_path, "spread", "", 12, 10, storage=optuna.storages.InMemoryStorage())
+    searcher = StudySearcher(space, tmp_path, "spread", "", TrialBudget(12), storage=optuna.storages.InMemoryStorage())
     configs = [searcher.suggest(f"t{i}") for i in range(12)]
     params = sorted(config["params"] for config in configs[:10])
     # One net from each tenth of the nets sorted by params.

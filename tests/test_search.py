@@ -43,7 +43,7 @@ def check_run_is_consistent(run_dir, full_epochs: int) -> pd.DataFrame:
 def test_single_objective_tpe_with_asha(local_ray, tmp_path):
     space = write_space(tmp_path, training={"epochs": 4},
                         search={"objectives": ["val_error"], "sampler": "tpe", "scheduler": "asha", "samples": 6})
-    run_dir = run_search(load_space(space), name="tpe-asha", storage_path=str(tmp_path / "runs"), verbose=0)
+    run_dir = run_search(load_space(space), name="tpe-asha", storage_path=str(tmp_path / "runs"), verbose=0).run_dir
     results = check_run_is_consistent(run_dir, 4)
     study = study_of(run_dir)
     assert len(study.directions) == 1 and len(results) == 6
@@ -55,7 +55,7 @@ def test_single_objective_tpe_with_asha(local_ray, tmp_path):
 
 def test_multi_objective_tpe_with_moasha_keeps_pruned_off_the_front(local_ray, tmp_path):
     space = write_space(tmp_path, search={"sampler": "tpe", "scheduler": "moasha", "samples": 8})
-    run_dir = run_search(load_space(space), name="tpe", storage_path=str(tmp_path / "runs"), verbose=0)
+    run_dir = run_search(load_space(space), name="tpe", storage_path=str(tmp_path / "runs"), verbose=0).run_dir
     results = check_run_is_consistent(run_dir, 3)
     pareto = pd.read_csv(run_dir / "pareto.csv")
     assert len(pareto) >= 1 and set(pareto["state"]) == {"COMPLETE"}
@@ -74,7 +74,7 @@ def test_grid_visits_each_feasible_architecture_once(local_ray, tmp_path):
         search={"sampler": "grid", "scheduler": "none", "samples": 50}))
     feasible = sorted(spec.name for spec in space.architectures())
     assert len(feasible) == 4
-    run_dir = run_search(space, name="grid", storage_path=str(tmp_path / "runs"), verbose=0)
+    run_dir = run_search(space, name="grid", storage_path=str(tmp_path / "runs"), verbose=0).run_dir
     names = sorted(t.user_attrs["name"] for t in study_of(run_dir).trials)
     assert names == feasible
     # Every trial was told once, the last one too (Optuna's GridSampler would raise on its tell).
@@ -88,7 +88,7 @@ def test_an_epoch_budget_ends_the_search_before_its_samples(local_ray, tmp_path)
     budget, samples, epochs, concurrent = 6, 8, 3, 2
     space = write_space(tmp_path, training={"epochs": epochs},
                         search={"samples": samples, "epoch_budget": budget, "max_concurrent": concurrent})
-    run_dir = run_search(load_space(space), name="epoch-budget", storage_path=str(tmp_path / "runs"), verbose=0)
+    run_dir = run_search(load_space(space), name="epoch-budget", storage_path=str(tmp_path / "runs"), verbose=0).run_dir
     results = check_run_is_consistent(run_dir, epochs)
     trained = int(results["epochs"].sum())
     assert len(results) < samples

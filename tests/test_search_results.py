@@ -24,7 +24,7 @@ def run(tmp_path_factory):
     from wrn_search.space import load_space
 
     space = load_space("quickstart").with_overrides(samples=5)
-    return run_search(space, name="real", storage_path=str(tmp_path_factory.mktemp("search")), verbose=0)
+    return run_search(space, name="real", storage_path=str(tmp_path_factory.mktemp("search")), verbose=0).run_dir
 
 
 def test_results_match_the_study(run):

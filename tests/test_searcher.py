@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from search_helpers import write_space
+from wrn_search.budget import TrialBudget
 from wrn_search.rundir import RunManifest, append_jsonl, read_jsonl
 from wrn_search.results import load_run
 from wrn_search.rundir import open_storage
@@ -28,7 +29,7 @@ def make_searcher(tmp_path, samples=4, write_manifest=True, **search) -> StudySe
                     directions=["minimize"] * len(space.search.objectives), tune_path=str(tmp_path / "tune"),
                     dataset="digits", epochs=EPOCHS, samples=samples,
                     epoch_budget=space.search.epoch_budget).save(tmp_path)
-    return StudySearcher(space, tmp_path, "t-study", storage, samples, EPOCHS)
+    return StudySearcher(space, tmp_path, "t-study", storage, TrialBudget(samples, space.search.epoch_budget))
 
 
 def result(epoch, val_error=0.1, params=1000, outcome="completed"):
@@ -142,6 +143,17 @@ def test_the_epoch_budget_ends_the_search_once_spent(tmp_path):
     assert states(searcher)[1] == (TrialState.COMPLETE, "completed")
 
 
+def test_the_trial_budget_decides_new_trials_and_epochs_left():
+    assert TrialBudget(5).new_trials(asked=3, epochs_spent=10**6) == 2
+    assert TrialBudget(5).new_trials(asked=6, epochs_spent=0) == 0
+    assert TrialBudget(5, epoch_budget=8).new_trials(asked=1, epochs_spent=7) == 4
+    assert TrialBudget(5, epoch_budget=8).new_trials(asked=1, epochs_spent=8) == 0
+    # 5 trials of 3 epochs, 4 trained and 2 forgone by a trial stopped early; the epoch budget caps it
+    assert TrialBudget(5).epochs_left(3, epochs_spent=4, forgone=2) == 9
+    assert TrialBudget(5, epoch_budget=6).epochs_left(3, epochs_spent=4, forgone=2) == 2
+    assert TrialBudget(5, epoch_budget=6).epochs_left(3, epochs_spent=7) == 0
+
+
 def test_a_trial_that_reports_epochs_again_counts_them_once(tmp_path):
     searcher = make_searcher(tmp_path, epoch_budget=4)
     searcher.suggest("t0")
@@ -200,8 +212,9 @@ def test_a_searcher_saved_by_an_older_version_restores(tmp_path):
     path = tmp_path / "searcher.pkl"
     searcher.save(str(path))
     state = pickle.loads(path.read_bytes())
-    for name in ("clock", "started", "start_up"):
+    for name in ("clock", "started", "start_up", "budget"):
         del state[name]
+    state["samples"], state["epoch_budget"] = 3, None  # its budgets before TrialBudget
     path.write_bytes(pickle.dumps(state))
     restored = StudySearcher.__new__(StudySearcher)  # as unpickled from the run's Tuner
     restored.restore(str(path))

@@ -43,7 +43,8 @@ def run(bench, name, **overrides):
     workers = overrides.pop("workers", 3)
     time_budget = overrides.pop("time_budget", None)
     space = load_space(space_path).with_overrides(**overrides)
-    return simulate(space, table, workers, time_budget=time_budget, name=name, storage_path=str(directory / "runs"))
+    return simulate(space, table, workers, time_budget=time_budget, name=name,
+                    storage_path=str(directory / "runs")).run_dir
 
 
 def test_a_replayed_trial_reports_the_tables_rows_of_its_config_and_seed(bench):

@@ -15,10 +15,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wrn_search.budget import Budget, CostModel, width_span
+from wrn_search.budget import Budget, CostModel, widen_factor_span
 from wrn_search.data import dataset_info
+from wrn_search.recipe import TrainConfig
 from wrn_search.space import load_space, parse_space, ready_spaces
-from wrn_search.spec import WRNSpec, parse_block
+from wrn_search.spec import SPEC_COLUMNS, WRNSpec, parse_block
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -83,11 +84,11 @@ def test_ready_space_samples_only_feasible_valid_configs(name, seed):
         trial = RandomTrial(rng)
         config = space.suggest(trial)
         spec = WRNSpec.parse(config["name"])
-        assert spec.name == config["name"]
+        assert spec.name == config["name"] and WRNSpec.from_columns(config) == spec
         assert independent_cost(space, config["name"]) == (config["params"], config["macs"])
         assert space.budget.admits(config["params"], config["macs"])
         assert dataclasses.replace(spec, dropout=0.0).name in feasible
-        assert trial.user_attrs == {key: config[key] for key in ("name", "params", "macs")}
+        assert trial.user_attrs == {key: config[key] for key in (*SPEC_COLUMNS, "params", "macs")}
 
 
 @pytest.mark.parametrize("name", [n for n in READY if n not in ("paper-block-types", "paper-svhn")])  # listed nets
@@ -102,7 +103,7 @@ def test_ready_space_enumeration_is_the_brute_force_feasible_set(name):
         depth = document["depth"]
         depths = range(depth["min"], depth["max"] + 1) if isinstance(depth, dict) else depth
     expected = set()
-    for kernels, d, k in itertools.product(kernels_list, depths, space.widths):
+    for kernels, d, k in itertools.product(kernels_list, depths, space.widen_factors):
         if (d - 4) % (3 * len(kernels)) == 0:
             spec = WRNSpec.from_depth(d, k, kernels)
             if space.budget.admits(*independent_cost(space, spec.name)):
@@ -114,7 +115,7 @@ def test_ready_space_enumeration_is_the_brute_force_feasible_set(name):
 def test_paper_block_types_are_table_2():
     space = load_space("paper-block-types")
     specs = list(space.architectures())
-    assert [(s.block_name, s.blocks_per_group, s.widen_factor) for s in specs] == [
+    assert [(s.block_type, s.blocks_per_group, s.widen_factor) for s in specs] == [
         ("B(1,3,1)", 6, 2), ("B(3,1)", 6, 2), ("B(1,3)", 6, 2), ("B(3,1,1)", 6, 2), ("B(3,3)", 4, 2),
         ("B(3,1,3)", 3, 2)]
     assert space.search.sampler == "grid" and space.grid_axes() == {"architecture": [s.name for s in specs]}
@@ -218,7 +219,7 @@ def test_block_types_and_depths_without_a_feasible_width_are_not_offered():
         dataset: {name: cifar10}
         budget: {max_params: 300000}
     """)
-    assert [(b.name, b.blocks_per_group) for b in space.blocks] == [("B(3,3)", (1, 2, 3))]
+    assert [(o.block_type, o.blocks_per_group) for o in space.block_types] == [("B(3,3)", (1, 2, 3))]
     rng = random.Random(0)
     assert {space.suggest(RandomTrial(rng))["block_type"] for _ in range(200)} == {"B(3,3)"}
 
@@ -251,7 +252,7 @@ def test_width_span_matches_exact_filtering(n, kernels, low, step, count, max_pa
     widths = [round(low + i * step, 10) for i in range(count)]
     budget = Budget(max_params, min_params, max_macs)
     fits = [budget.admits(*CIFAR.cost(n, k, kernels)) for k in widths]
-    span = width_span(CIFAR, budget, n, kernels, widths)
+    span = widen_factor_span(CIFAR, budget, n, kernels, widths)
     if span is None:
         assert not any(fits)
         return
@@ -267,7 +268,7 @@ def test_a_mac_budget_keeps_k_1_of_a_1x1_block_where_narrower_nets_miss():
     widths = [0.5, 0.75, 0.875, 0.9375, 1, 1.25]
     budget = Budget(max_macs=CIFAR.cost(1, 1, (1, 1))[1])
     assert [budget.admits(*CIFAR.cost(1, k, (1, 1))) for k in widths] == [True, True, True, False, True, False]
-    assert width_span(CIFAR, budget, 1, (1, 1), widths) == (4, 4)
+    assert widen_factor_span(CIFAR, budget, 1, (1, 1), widths) == (4, 4)
 
 
 @pytest.mark.parametrize("kernels", [(3, 3), (3, 1, 3)])
@@ -276,9 +277,9 @@ def test_rounded_channels_correct_the_quadratic_both_ways(kernels):
     widths = [round(1 + 0.01 * i, 10) for i in range(300)]
     costs = [CIFAR.cost(1, k, kernels)[0] for k in widths]
     for index in range(1, 300, 3):
-        span = width_span(CIFAR, Budget(max_params=costs[index]), 1, kernels, widths)
+        span = widen_factor_span(CIFAR, Budget(max_params=costs[index]), 1, kernels, widths)
         assert span == (0, max(i for i, cost in enumerate(costs) if cost <= costs[index]))
-        span = width_span(CIFAR, Budget(min_params=costs[index]), 1, kernels, widths)
+        span = widen_factor_span(CIFAR, Budget(min_params=costs[index]), 1, kernels, widths)
         assert span == (min(i for i, cost in enumerate(costs) if cost >= costs[index]), 299)
 
 
@@ -289,11 +290,12 @@ def test_defaults_and_sections():
     space = space_from("dimensions: {blocks_per_group: [2, 4], widen_factor: {min: 1, max: 2, step: 0.5}}")
     assert space.source == "test.yaml"
     assert space.dataset.name == "cifar10" and space.dataset.val_fraction == 0.1
-    assert space.training == {} and space.budget == Budget()
+    assert space.training == TrainConfig() and space.budget == Budget()
+    assert "training" in space.to_dict() and space.to_dict()["training"] == {}  # only what differs from the paper
     assert (space.search.objectives, space.search.sampler, space.search.scheduler) == (("val_error", "params"),
                                                                                       "tpe", "moasha")
     assert space.resources.gpus_per_trial == 0
-    assert space.widths == (1, 1.5, 2) and space.feasible_count == 6
+    assert space.widen_factors == (1, 1.5, 2) and space.feasible_count == 6
     single = space_from("dimensions: {blocks_per_group: 1, widen_factor: 1}\nsearch: {objectives: [val_error]}")
     assert single.search.scheduler == "asha"
 
@@ -302,7 +304,7 @@ def test_depth_range_becomes_valid_n_per_block_type():
     space = space_from("""
         dimensions: {depth: {min: 10, max: 40}, widen_factor: [2], block_types: ["B(3,3)", "B(3,1,3)", "B(3)"]}
     """)
-    assert {b.name: b.blocks_per_group for b in space.blocks} == {
+    assert {o.block_type: o.blocks_per_group for o in space.block_types} == {
         "B(3,3)": (1, 2, 3, 4, 5, 6), "B(3,1,3)": (1, 2, 3, 4), "B(3)": tuple(range(2, 13))}
 
 
@@ -462,7 +464,8 @@ def test_training_is_checked_as_a_whole():
     with pytest.raises(ValueError, match=r"^test.yaml: training.nesterov: needs momentum > 0$"):
         space_from(BASE + "training: {momentum: 0}")
     space = space_from(BASE + "training: {momentum: 0, nesterov: false, milestones: [0.5], device: 'cuda:1'}")
-    assert space.training == {"momentum": 0, "nesterov": False, "milestones": [0.5], "device": "cuda:1"}
+    assert space.training == TrainConfig(momentum=0, nesterov=False, milestones=(0.5,), device="cuda:1")
+    assert space.to_dict()["training"] == {"momentum": 0, "nesterov": False, "milestones": [0.5], "device": "cuda:1"}
 
 
 LIMITS = [

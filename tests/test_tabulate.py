@@ -78,5 +78,5 @@ def test_tabulate_refuses_continuous_axes_and_bad_outputs_before_writing(tmp_pat
     longer = write_space(tmp_path, "longer.yaml", **{**TINY, "training": {"epochs": 3, "batch_size": 128}})
     before = existing.read_bytes()
     result = run_cli("tabulate", str(longer), "--out", str(existing), cwd=tmp_path)
-    assert result.returncode == 2 and "recorded with training {'epochs': 2" in result.stderr
+    assert result.returncode == 2 and "recorded with training epochs=2" in result.stderr
     assert existing.read_bytes() == before and not (tmp_path / "t.partial.jsonl").exists()

@@ -1,7 +1,8 @@
-"""Parameter and MAC budgets, and the widen factors that meet them, solved in closed form.
+"""Budgets: what a search may spend (:class:`TrialBudget`), and the parameter and MAC bounds of its nets
+(:class:`Budget`) with the widen factors that meet them, solved in closed form.
 
 For a fixed block type and blocks per group N, the cost model is a quadratic in
-the widen factor k once channel counts are left unrounded. :func:`width_span`
+the widen factor k once channel counts are left unrounded. :func:`widen_factor_span`
 solves that quadratic for the budget's bounds and then moves each root to the
 exact boundary on the grid of allowed k with exact cost-model checks (rounded
 channels make the quadratic approximate for fractional k). The search space
@@ -44,6 +45,32 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class TrialBudget:
+    """What a search may spend: ``samples`` trials, and ``epoch_budget`` training epochs of all trials (None:
+    unlimited). The searcher stops asking once either is spent; running trials finish, so the epochs may overshoot.
+
+    The one place that decides it, for the searcher, ``status``'s "what would resume do" and the progress line.
+    """
+
+    samples: int
+    epoch_budget: int | None = None
+
+    def new_trials(self, asked: int, epochs_spent: int) -> int:
+        """How many more trials may be asked, ``asked`` having been and ``epochs_spent`` trained."""
+        if self.epoch_budget is not None and epochs_spent >= self.epoch_budget:
+            return 0
+        return max(0, self.samples - asked)
+
+    def epochs_left(self, full_epochs: int, epochs_spent: int, forgone: int = 0) -> int:
+        """Epochs still to train at most: every trial at ``full_epochs``, less those spent and those ``forgone``
+        by trials that ended early, capped by the epoch budget."""
+        left = self.samples * full_epochs - epochs_spent - forgone
+        if self.epoch_budget is not None:
+            left = min(left, self.epoch_budget - epochs_spent)
+        return max(left, 0)
+
+
+@dataclass(frozen=True)
 class CostModel:
     """The closed-form cost model at one dataset's class count, input channels and input size."""
 
@@ -67,51 +94,53 @@ class CostModel:
         return int(self.params(n, widths, kernels)), int(self.macs(n, widths, kernels))
 
 
-def width_span(
-    model: CostModel, budget: Budget, n: int, kernels: tuple[int, ...], widths: Sequence[float]
+def widen_factor_span(
+    model: CostModel, budget: Budget, n: int, kernels: tuple[int, ...], widen_factors: Sequence[float]
 ) -> tuple[int, int] | None:
-    """Indices ``(lo, hi)`` into the sorted ``widths`` whose nets all meet ``budget``; ``None`` if none does.
+    """Indices ``(lo, hi)`` into the sorted ``widen_factors`` whose nets all meet ``budget``; ``None`` if none does.
 
-    Parameters and MACs grow with k, so the feasible widths are one run of the grid.
+    Parameters and MACs grow with k, so the feasible widen_factors are one run of the grid.
     The exception: at k = 1 the group-1 shortcut disappears (round(16k) reaches 16),
     which can make a net of 1x1-conv blocks cheaper than slightly narrower ones. A span
     reaching below k = 1 is therefore checked point by point and, when k = 1 fits, is the
     run through k = 1 (so from k = 1 on it is exact), else the longest run that fits.
     """
-    hi = len(widths) - 1
+    hi = len(widen_factors) - 1
     for measure, limit in ((model.params, budget.max_params), (model.macs, budget.max_macs)):
         if limit is not None:
-            hi = min(hi, _largest_within(measure, limit, n, kernels, widths))
+            hi = min(hi, _largest_within(measure, limit, n, kernels, widen_factors))
     lo = 0
     if budget.min_params is not None:
-        lo = _largest_within(model.params, budget.min_params - 1, n, kernels, widths) + 1
+        lo = _largest_within(model.params, budget.min_params - 1, n, kernels, widen_factors) + 1
     if lo > hi:
         return None
-    if widths[lo] >= 1:
+    if widen_factors[lo] >= 1:
         return lo, hi
-    flags = [budget.admits(*model.cost(n, widths[i], kernels)) for i in range(lo, hi + 1)]
-    one = bisect.bisect_left(widths, 1)
-    if lo <= one <= hi and widths[one] == 1 and flags[one - lo]:
+    flags = [budget.admits(*model.cost(n, widen_factors[i], kernels)) for i in range(lo, hi + 1)]
+    one = bisect.bisect_left(widen_factors, 1)
+    if lo <= one <= hi and widen_factors[one] == 1 and flags[one - lo]:
         return _run_through(flags, one - lo, lo)  # from k = 1 on the span is exact, whatever fits below
     return _longest_run(flags, lo)
 
 
-def _largest_within(measure: Measure, limit: float, n: int, kernels: tuple[int, ...], widths: Sequence[float]) -> int:
-    """Index of the largest width whose exact cost is <= ``limit``, -1 if none: quadratic root, then exact steps."""
+def _largest_within(measure: Measure, limit: float, n: int, kernels: tuple[int, ...],
+                    widen_factors: Sequence[float]) -> int:
+    """Index of the largest widen factor whose exact cost is <= ``limit``, -1 if none: quadratic root, then
+    exact steps."""
 
     def fits(index: int) -> bool:
-        return measure(n, group_widths(widths[index]), kernels) <= limit
+        return measure(n, group_widths(widen_factors[index]), kernels) <= limit
 
     root = _quadratic_root(lambda k: measure(n, tuple(base * k for base in BASE_WIDTHS), kernels), limit)
-    index = bisect.bisect_right(widths, root) - 1
+    index = bisect.bisect_right(widen_factors, root) - 1
     while index >= 0 and not fits(index):
         index -= 1
-    while index + 1 < len(widths) and fits(index + 1):
+    while index + 1 < len(widen_factors) and fits(index + 1):
         index += 1
-    one = bisect.bisect_left(widths, 1)
-    if index < one < len(widths) and widths[one] == 1 and fits(one):
+    one = bisect.bisect_left(widen_factors, 1)
+    if index < one < len(widen_factors) and widen_factors[one] == 1 and fits(one):
         index = one  # k = 1 has no group-1 shortcut: it can fit where slightly narrower nets do not
-        while index + 1 < len(widths) and fits(index + 1):
+        while index + 1 < len(widen_factors) and fits(index + 1):
             index += 1
     return index
 

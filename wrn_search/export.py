@@ -26,7 +26,7 @@ from .epoch_bar import epoch_bar
 from .model import WideResNet, build_model
 from .pareto import pareto_front
 from .results import hyperparameter_text, hyperparameters, load_run
-from .rundir import RunManifest
+from .rundir import SPACE_FILE, RunManifest
 from .spec import WRNSpec
 from .train import CHECKPOINT_FILE, CHECKPOINT_FORMAT
 
@@ -87,13 +87,12 @@ def retrain(run_dir: Path, number: int, spec: WRNSpec, epochs: int, progress: bo
     from .results import open_study
     from .space import load_space
     from .train import Trainer
-    from .trainable import trial_train_config
 
     manifest = RunManifest.load(run_dir)
-    space = load_space(str(run_dir / "space.yaml"))
+    space = load_space(str(run_dir / SPACE_FILE))
     trial_params = open_study(run_dir, manifest).trials[number].params
-    # The machine is the retrain's alone: as a trial holding a whole GPU, "auto" takes one if there is one.
-    config = trial_train_config(trial_params, {**space.training, "epochs": epochs}, gpus=1)
+    # The machine is the retrain's alone: device "auto" takes its GPU if it has one.
+    config = replace(space.training.for_trial(trial_params), epochs=epochs)
     trainer = Trainer(spec, space.dataset.load(space.search.seed).merged(), config)
     with epoch_bar(spec.name, epochs) if progress else nullcontext() as advance:
         result = trainer.fit(advance)
@@ -202,7 +201,7 @@ def export_trials(run_dir: str | Path, trial: str | None = None, pareto: bool = 
     out = Path(out) if out is not None else run_dir / "export"
     folders = []
     for _, row in rows.iterrows():
-        spec = WRNSpec.parse(row["name"])
+        spec = WRNSpec.from_columns(row)
         if retrain_epochs is not None:
             model = retrain(run_dir, int(row["number"]), spec, retrain_epochs, progress)
         else:

@@ -135,10 +135,7 @@ class ProgressLine(tune.Callback):
 
     def epochs_left(self, trained: int) -> int:
         """Epochs still to train: all trials at the full budget, less what ended early, capped by the epoch budget."""
-        left = self.manifest.samples * self.manifest.epochs - trained - self.finished.forgone_epochs
-        if self.manifest.epoch_budget is not None:
-            left = min(left, self.manifest.epoch_budget - trained)
-        return max(left, 0)
+        return self.manifest.trial_budget.epochs_left(self.manifest.epochs, trained, self.finished.forgone_epochs)
 
     def line(self) -> str:
         trained = sum(self.trained.values())

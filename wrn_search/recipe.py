@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .checks import is_number, require_bool, require_choice, require_int, require_number
@@ -23,6 +23,10 @@ INITS = ("torchvision", "official")
 PRECISIONS = ("auto", "bf16", "fp32")
 #: Torch device types a net trains on; ``device`` is "auto", a type, or a type and an index ("cuda:1").
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+#: The TrainConfig fields a search space may search (``dimensions:``); dropout, the other, is the spec's.
+TRAINING_HYPERPARAMETERS = ("lr", "weight_decay", "batch_size")
+#: What a trial config may set on top of the space's recipe: its searched values, and a benchmark table's seed.
+TRIAL_FIELDS = (*TRAINING_HYPERPARAMETERS, "seed")
 #: Config fields that may change between a checkpoint and its resume (where and how fast, not what).
 RUNTIME_FIELDS = frozenset({"precision", "channels_last", "compile", "device", "num_threads"})
 
@@ -123,8 +127,17 @@ class TrainConfig:
         """Check ``value`` for field ``name`` alone (a searched range's end); the message starts with ``where``."""
         next(spec for spec in fields(cls) if spec.name == name).metadata["check"](value, where)
 
+    def for_trial(self, config: dict) -> TrainConfig:
+        """This recipe with a trial config's searched hyperparameters (and a table's seed) on top."""
+        return replace(self, **{key: config[key] for key in TRIAL_FIELDS if key in config})
+
     def to_dict(self) -> dict:
         return {**asdict(self), "milestones": list(self.milestones)}
+
+    def overrides(self) -> dict:
+        """The fields that differ from the paper's defaults: what a space's ``training:`` section writes."""
+        default = TrainConfig().to_dict()
+        return {key: value for key, value in self.to_dict().items() if value != default[key]}
 
     def recipe(self) -> dict:
         """The fields that decide the result; a checkpoint resumes only under the same recipe."""

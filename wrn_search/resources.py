@@ -17,7 +17,6 @@ import ray
 from ray import tune
 
 from .data import Dataset, dataset_info
-from .recipe import TrainConfig
 from .space import SearchSpace
 from .spec import WRNSpec
 from .train import BF16_CUDA_MAJOR
@@ -124,7 +123,7 @@ class AutoGPUResources:
 
     def gpu_share(self, config: dict) -> float:
         info = dataset_info(self.dataset)
-        training = WRNSpec.parse(config["name"]).train_memory_bytes(
+        training = WRNSpec.from_columns(config).train_memory_bytes(
             info.input_size, config.get("batch_size", self.batch_size), self.bytes_per_element, info.num_classes,
             info.in_channels)
         need = HEADROOM * training + self.data_bytes
@@ -164,10 +163,9 @@ def trial_resources(space: SearchSpace, dataset: Dataset):
     if gpus == "auto" and not any(node.get("GPU") for node in nodes):
         gpus = 0  # auto on a cluster without GPUs: CPU trials
     training = space.training
-    check_trial_device(training.get("device", TrainConfig.device), gpus)
+    check_trial_device(training.device, gpus)
     if gpus == "auto":
         data_bytes = sum(split.images.nbytes for split in (dataset.train, dataset.val))
         return AutoGPUResources(resources.cpus_per_trial, local_gpu(), space.dataset.name,
-                                training.get("batch_size", TrainConfig.batch_size),
-                                training.get("precision", TrainConfig.precision), data_bytes)
+                                training.batch_size, training.precision, data_bytes)
     return {"cpu": resources.cpus_per_trial, "gpu": gpus}

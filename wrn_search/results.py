@@ -17,13 +17,14 @@ from pathlib import Path
 import pandas as pd
 
 from .pareto import pareto_front
+from .spec import SPEC_COLUMNS
 from .rundir import (EPOCH_LOG, EPOCH_SCHEMA, PARETO_CSV, RESULTS_CSV, STUDY_FILE, TRIAL_LOG, TRIAL_SCHEMA,
                      RunManifest, open_storage, read_jsonl, write_atomic)
-from .table import TRAINING_HYPERPARAMETERS
+from .recipe import TRAINING_HYPERPARAMETERS
 
 #: Leading columns of :func:`load_run`; the searched hyperparameters, then user attributes the search adds follow.
 COLUMNS = [
-    "number", "trial_id", "name", "depth", "blocks_per_group", "widen_factor", "block", "dropout",
+    "number", "trial_id", *SPEC_COLUMNS,
     "params", "macs", "val_error", "epochs", "state", "outcome",
     "wall_seconds", "started", "finished", "elapsed_seconds",
 ]
@@ -123,7 +124,10 @@ def _trial_table(run_dir: Path, manifest: RunManifest, curves: pd.DataFrame) -> 
     for trial in study.get_trials(deepcopy=False):
         last = last_epochs.loc[trial.number].to_dict() if trial.number in last_epochs.index else {}
         end = ends.get(trial.number, {})
-        row = {**{k: v for k, v in end.items() if k not in ("time", "started", "state")}, **trial.user_attrs,
+        attrs = dict(trial.user_attrs)
+        if "block" in attrs:  # a study of an earlier wrn-search named the block type "block"
+            attrs.setdefault("block_type", attrs.pop("block"))
+        row = {**{k: v for k, v in end.items() if k not in ("time", "started", "state")}, **attrs,
                **{k: v for k, v in trial.params.items() if k in TRAINING_HYPERPARAMETERS}}
         if trial.values is not None:
             row.update(zip(manifest.objectives, trial.values))
@@ -144,7 +148,8 @@ def _trial_table(run_dir: Path, manifest: RunManifest, curves: pd.DataFrame) -> 
     frame = pd.DataFrame.from_records(rows)
     for column in COLUMNS:
         if column not in frame:
-            frame[column] = pd.Series(dtype=object if column in ("trial_id", "name", "block", "outcome") else float)
+            text = column in ("trial_id", "name", "block_type", "outcome")
+            frame[column] = pd.Series(dtype=object if text else float)
     for column in INTEGER_COLUMNS:
         if column in frame:
             frame[column] = _counts(frame[column])

@@ -54,5 +54,4 @@ def resume_plan(manifest: RunManifest, frame: pd.DataFrame, epochs_done: int) ->
     unfinished = int(frame["state"].isin(["RUNNING", "WAITING"]).sum())
     retries = frame["retry_of"].notna() if "retry_of" in frame else False
     asked = int((~(frame["outcome"].eq("lost") | retries)).sum())
-    can_start = manifest.epoch_budget is None or epochs_done < manifest.epoch_budget
-    return {"continue_unfinished": unfinished, "start_new": max(0, manifest.samples - asked) if can_start else 0}
+    return {"continue_unfinished": unfinished, "start_new": manifest.trial_budget.new_trials(asked, epochs_done)}

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
+from .budget import TrialBudget
 from .checks import is_int
 
 FORMAT_VERSION = 1
@@ -63,6 +64,10 @@ class RunManifest:
     format_version: int = FORMAT_VERSION
     wrn_search_version: str = __version__
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def trial_budget(self) -> TrialBudget:
+        return TrialBudget(self.samples, self.epoch_budget)
 
     def save(self, run_dir: Path) -> None:
         write_atomic(Path(run_dir) / MANIFEST, json.dumps(asdict(self), indent=2) + "\n")

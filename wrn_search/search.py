@@ -11,7 +11,6 @@ end by writing ``results.csv``, ``pareto.csv`` and ``report.html``.
 from __future__ import annotations
 
 import errno
-import math
 import os
 import shlex
 import shutil
@@ -44,7 +43,6 @@ from .schedulers import SuccessiveHalving
 from .samplers import make_sampler
 from .searcher import StudySearcher, search_algorithm
 from .space import SearchSpace, load_space
-from .train import TrainConfig
 from .trainable import train_trial
 from .progress import ProgressLine, announce
 
@@ -72,7 +70,7 @@ class EpochLogger(tune.Callback):
 def make_scheduler(space: SearchSpace, run_dir: Path | None) -> TrialScheduler | None:
     """The space's early stopping; asha and moasha save their rungs in ``run_dir`` (None: kept in memory)."""
     search = space.search
-    epochs = full_epochs(space)
+    epochs = space.training.epochs
     name = search.scheduler
     if name in ("moasha", "asha"):
         objectives = list(search.objectives) if name == "moasha" else ["val_error"]
@@ -88,21 +86,9 @@ def make_scheduler(space: SearchSpace, run_dir: Path | None) -> TrialScheduler |
     return None
 
 
-def full_epochs(space: SearchSpace) -> int:
-    return int(space.training.get("epochs", TrainConfig.epochs))
-
-
-def sample_budget(space: SearchSpace) -> int:
-    """Trials to ask for: ``samples``, capped at the grid size for the grid sampler."""
-    samples = space.search.samples
-    if space.search.sampler == "grid":
-        samples = min(samples, math.prod(len(values) for values in space.grid_axes().values()))
-    return samples
-
-
 def build_trainable(space: SearchSpace, dataset: Dataset, experiment_path: str | None = None):
     """The trainable with the dataset in Ray's object store; ``experiment_path`` lets trials find their checkpoints."""
-    trainable = tune.with_parameters(train_trial, dataset=dataset, training=dict(space.training),
+    trainable = tune.with_parameters(train_trial, dataset=dataset, training=space.training,
                                      experiment_path=experiment_path)
     return tune.with_resources(trainable, trial_resources(space, dataset))
 
@@ -129,12 +115,13 @@ def record_command(run_dir: Path, argv: list[str] | None) -> None:
 def init_run_dir(space: SearchSpace, run_dir: Path, name: str, tune_path: str | None, study_storage: str | None,
                  argv: list[str] | None, table: str | None = None) -> RunManifest:
     """Write a new run directory's space, manifest and command; ``table`` names a simulated run's table."""
+    budget = space.trial_budget()
     manifest = RunManifest(
         name=name, study_name=f"{name}-{uuid.uuid4().hex[:8]}",
         storage=study_storage or f"sqlite:///{run_dir / STUDY_FILE}",
         objectives=list(space.search.objectives), directions=["minimize"] * len(space.search.objectives),
-        tune_path=tune_path, dataset=space.dataset.name, epochs=full_epochs(space),
-        samples=sample_budget(space), epoch_budget=space.search.epoch_budget, table=table,
+        tune_path=tune_path, dataset=space.dataset.name, epochs=space.training.epochs,
+        samples=budget.samples, epoch_budget=budget.epoch_budget, table=table,
     )
     space.to_yaml(run_dir / SPACE_FILE)
     manifest.save(run_dir)
@@ -148,8 +135,7 @@ def build_tuner(space: SearchSpace, run_dir: Path, manifest: RunManifest, traina
     Its run config holds what a resume must restore with it (the epoch log); :func:`fit` adds each
     session's own callbacks and output.
     """
-    searcher = StudySearcher(space, run_dir, manifest.study_name, manifest.storage, manifest.samples,
-                             manifest.epochs)
+    searcher = StudySearcher(space, run_dir, manifest.study_name, manifest.storage, manifest.trial_budget)
     tune_storage, _, experiment = manifest.tune_path.rpartition("/")
     return tune.Tuner(
         trainable,
@@ -296,17 +282,7 @@ def never_started(run_dir: Path) -> bool:
     return set(os.listdir(run_dir)) <= {SPACE_FILE, LOCK_FILE}
 
 
-def run_search(*args, **kwargs) -> Path:
-    """:func:`search`'s run directory: for callers that want only the path, as before :func:`search` existed."""
-    return search(*args, **kwargs).run_dir
-
-
-def resume_search(*args, **kwargs) -> Path:
-    """:func:`resume`'s run directory: for callers that want only the path, as before :func:`resume` existed."""
-    return resume(*args, **kwargs).run_dir
-
-
-def search(
+def run_search(
     space: SearchSpace | str,
     name: str | None = None,
     storage_path: str = DEFAULT_STORAGE_PATH,
@@ -355,14 +331,14 @@ def search(
                            session_callbacks(run_dir, manifest, callbacks, progress, verbose), verbose)
 
 
-def resume(run_dir: str | Path, samples: int | None = None, address: str | None = None,
-           argv: list[str] | None = None, epoch_budget: int | None = None, verbose: int = 0,
-           progress: bool = True, callbacks: Sequence[tune.Callback] = ()) -> RunResults:
+def resume_search(run_dir: str | Path, samples: int | None = None, address: str | None = None,
+                  argv: list[str] | None = None, epoch_budget: int | None = None, verbose: int = 0,
+                  progress: bool = True, callbacks: Sequence[tune.Callback] = ()) -> RunResults:
     """Continue a run: finished trials stay, unfinished ones resume from their newest checkpoint; return its results.
 
     ``samples`` and ``epoch_budget`` replace the run's budgets (the searcher re-reads them from run.json).
     A run killed before Tune wrote its first snapshot starts its experiment now. ``verbose``,
-    ``progress`` and ``callbacks`` are :func:`search`'s, for this session.
+    ``progress`` and ``callbacks`` are :func:`run_search`'s, for this session.
     """
     run_dir = Path(run_dir).expanduser().resolve()
     manifest = RunManifest.load(run_dir)
@@ -374,9 +350,9 @@ def resume(run_dir: str | Path, samples: int | None = None, address: str | None 
         raised = {key: value for key, value in (("samples", samples), ("epoch_budget", epoch_budget))
                   if value is not None}
         if raised:  # validated as the space's own fields, on top of the budgets an earlier resume may have set
-            budgets = space.with_overrides(**{"samples": manifest.samples, "epoch_budget": manifest.epoch_budget,
-                                              **raised})
-            manifest.samples, manifest.epoch_budget = sample_budget(budgets), budgets.search.epoch_budget
+            budget = space.with_overrides(**{"samples": manifest.samples, "epoch_budget": manifest.epoch_budget,
+                                             **raised}).trial_budget()
+            manifest.samples, manifest.epoch_budget = budget.samples, budget.epoch_budget
         open_storage(manifest.storage)
         dataset = load_space_dataset(space)
         with ray_session(address):

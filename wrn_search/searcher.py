@@ -26,18 +26,11 @@ from optuna.trial import TrialState
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from .budget import TrialBudget
 from .rundir import TRIAL_LOG, RunManifest, append_jsonl, count_epoch, open_storage, trained_epochs
 from .samplers import AskTellGridSampler  # noqa: F401  (grid runs pickled before it moved import it from here)
 from .samplers import RUNG_VALUES, START_UP_TRIALS, RungTPESampler, make_sampler
 from .space import SearchSpace
-from .spec import WRNSpec
-
-
-def spec_attributes(name: str) -> dict:
-    """The spec fields stored on each trial, so optuna-dashboard can slice by them."""
-    spec = WRNSpec.parse(name)
-    return {"depth": spec.depth, "blocks_per_group": spec.blocks_per_group, "widen_factor": spec.widen_factor,
-            "block": spec.block_name, "dropout": spec.dropout}
 
 
 class StudySearcher(OptunaSearch):
@@ -48,7 +41,7 @@ class StudySearcher(OptunaSearch):
     """
 
     def __init__(self, space: SearchSpace, run_dir: str | Path, study_name: str, storage_url: str,
-                 samples: int, full_epochs: int, storage: optuna.storages.BaseStorage | None = None):
+                 budget: TrialBudget, storage: optuna.storages.BaseStorage | None = None):
         objectives = list(space.search.objectives)
         multi = len(objectives) > 1
         super().__init__(
@@ -64,9 +57,8 @@ class StudySearcher(OptunaSearch):
         #: Architecture parameters of the start-up trials still to ask (saved with the searcher).
         self.start_up = space.spread_over_params(START_UP_TRIALS, space.search.seed) if fresh else []
         self.run_dir = str(run_dir)
-        self.samples = samples
-        self.full_epochs = full_epochs
-        self.epoch_budget = space.search.epoch_budget
+        self.budget = budget
+        self.full_epochs = space.training.epochs
         #: The highest epoch each Tune trial id has reported: the epochs spent.
         self.trained: dict[str, int] = {}
         #: Tune trial ids whose re-run after an error was told as a new trial.
@@ -97,8 +89,7 @@ class StudySearcher(OptunaSearch):
         """Whether a new trial would exceed ``samples`` or the epoch budget, or repeat a visited grid point."""
         sampler = self.study.sampler
         asked = {trial.number for trial in self._ot_trials.values()}  # a lost trial asked again counts once
-        return (len(asked) >= self.samples
-                or (self.epoch_budget is not None and self.epochs_spent >= self.epoch_budget)
+        return (not self.budget.new_trials(len(asked), self.epochs_spent)
                 or (isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(self.study)))
 
     def suggest(self, trial_id: str) -> dict | None:
@@ -114,8 +105,6 @@ class StudySearcher(OptunaSearch):
         self.started.setdefault(trial_id, self.clock())  # a trial asked again keeps its start
         trial = self._ot_trials[trial_id]
         trial.set_user_attr("trial_id", trial_id)
-        for key, value in spec_attributes(config["name"]).items():
-            trial.set_user_attr(key, value)
         return {**config, "number": trial.number}
 
     def classify(self, result: dict | None, error: bool) -> tuple[TrialState, str]:
@@ -206,7 +195,7 @@ class StudySearcher(OptunaSearch):
         for name, default in (("clock", time.time), ("started", {}), ("start_up", [])):
             self.__dict__.setdefault(name, default)  # a searcher saved by an older wrn-search lacks them
         manifest = RunManifest.load(self.run_dir)
-        self.samples, self.epoch_budget = manifest.samples, manifest.epoch_budget
+        self.budget = manifest.trial_budget
         self.trained = trained_epochs(self.run_dir)  # the durable log, newer than Tune's snapshot
         self.lost = self._unknown_running()
         self._name_metrics()
@@ -227,7 +216,7 @@ class ResumableSearchGenerator(SearchGenerator):
         searcher = self.searcher
         while hasattr(searcher, "searcher"):  # through the ConcurrencyLimiter
             searcher = searcher.searcher
-        self._total_samples = max(self._total_samples, searcher.samples)
+        self._total_samples = max(self._total_samples, searcher.budget.samples)
 
 
 class RerunAwareConcurrencyLimiter(ConcurrencyLimiter):

@@ -32,10 +32,11 @@ from ray.tune.search import Searcher
 from .checks import require_int, require_number
 from .rundir import EPOCH_LOG, SIMULATION_FILE, STUDY_JOURNAL, epoch_record, open_storage, write_atomic, write_jsonl
 from .dashboards.report import REPORT_FILE, write_report
-from .search import full_epochs, init_run_dir, make_scheduler, quiet_optuna, run_dir_for, sample_budget
+from .search import init_run_dir, make_scheduler, quiet_optuna, run_dir_for
 from .samplers import make_sampler
 from .searcher import StudySearcher
 from .space import SearchSpace
+from .results import RunResults, write_results
 from .table import FAILED_OUTCOMES, Curve, Table
 
 #: Schedulers the simulator runs: ours continue or stop; Ray's hyperband and median also pause trials.
@@ -188,7 +189,7 @@ def replay(space: SearchSpace, table: Table, workers: int, run_dir: Path, study_
     to ``run_dir``; the scheduler keeps its rungs in memory (a simulation is never resumed).
     """
     check_simulable(space, table)
-    searcher = StudySearcher(space, run_dir, study_name, "", sample_budget(space), full_epochs(space),
+    searcher = StudySearcher(space, run_dir, study_name, "", space.trial_budget(),
                              storage=storage or optuna.storages.InMemoryStorage())
     simulation = Simulation(searcher, make_scheduler(space, None) or FIFOScheduler(), table,
                             table_seed(table, space.search.seed), workers, time_budget, on_epoch, origin)
@@ -198,16 +199,15 @@ def replay(space: SearchSpace, table: Table, workers: int, run_dir: Path, study_
 
 def simulate(space: SearchSpace, table: Table, workers: int, time_budget: float | None = None,
              name: str | None = None, storage_path: str = "wrn-runs", study_storage: str | None = None,
-             argv: list[str] | None = None) -> Path:
-    """Run a simulated search into a new run directory and return it; bad input raises ``ValueError`` first.
+             argv: list[str] | None = None) -> RunResults:
+    """Run a simulated search into a new run directory and return its results (as :func:`run_search` does);
+    bad input raises ``ValueError`` first.
 
     Like a real run it ends with ``results.csv``, ``pareto.csv`` and ``report.html``. The study lives in
     memory while the clock runs and is copied to ``study_storage`` at the end
     (default: the run's ``study.log``, Optuna's journal file, which takes 1,000 trials in a second
     where SQLite's one transaction per trial takes a minute), so no call waits for a commit.
     """
-    from .results import RunResults, write_results
-
     check_simulable(space, table)
     require_int(workers, "workers", 1)
     if time_budget is not None:
@@ -244,4 +244,4 @@ def simulate(space: SearchSpace, table: Table, workers: int, time_budget: float 
     results = RunResults.load(run_dir)
     write_results(results)
     write_report(results, run_dir / REPORT_FILE)
-    return run_dir
+    return results

@@ -27,18 +27,18 @@ from typing import Any
 
 import yaml
 
-from .budget import Budget, CostModel, width_span
+from .budget import Budget, CostModel, TrialBudget, widen_factor_span
 from .checks import is_int, is_number, require_bool, require_choice, require_int, require_number
 from .data import Dataset, dataset_info, load_dataset
-from .recipe import TrainConfig
-from .spec import WRNSpec, format_block, parse_block, round_widen_factor, valid_depths_near
+from .recipe import TRAINING_HYPERPARAMETERS, TrainConfig
+from .spec import SPEC_COLUMNS, WRNSpec, format_block, parse_block, round_widen_factor, valid_depths_near
 
 OBJECTIVES = ("val_error", "params", "macs")
 SAMPLERS = ("tpe", "nsga2", "random", "grid", "gp", "qmc")
 SCHEDULERS = ("moasha", "asha", "hyperband", "median", "none")
 ARCHITECTURE_DIMENSIONS = ("depth", "blocks_per_group", "widen_factor", "block_types")
-#: Searched hyperparameters besides the architecture; all but dropout are TrainConfig fields.
-HYPERPARAMETERS = ("dropout", "lr", "weight_decay", "batch_size")
+#: Searched hyperparameters besides the architecture: the spec's dropout, and TrainConfig fields.
+HYPERPARAMETERS = ("dropout", *TRAINING_HYPERPARAMETERS)
 SECTIONS = ("dimensions", "architectures", "dataset", "training", "budget", "search", "resources")
 #: More allowed widen factors (or values of a searched hyperparameter, or points of a grid) than this is a
 #: typo in a step, not a search space.
@@ -101,14 +101,15 @@ class Axis:
 
 
 @dataclass(frozen=True)
-class BlockOption:
-    """One feasible block type with its feasible N, each with the span of ``widths`` indices that fits the budget."""
+class BlockTypeOption:
+    """One feasible block type with its feasible N, each with the span of ``widen_factors`` indices that fits
+    the budget."""
 
     kernels: tuple[int, ...]
     spans: tuple[tuple[int, int, int], ...]  # (N, lo, hi)
 
     @property
-    def name(self) -> str:
+    def block_type(self) -> str:
         return format_block(self.kernels)
 
     @property
@@ -160,17 +161,18 @@ class Resources:
 class SearchSpace:
     """A validated search space; build one with :func:`load_space`.
 
-    The architecture part is either a product of dimensions (``blocks`` and
-    ``widths`` hold its feasible part) or a list of named nets (``listed``).
+    The architecture part is either a product of dimensions (``block_types`` and
+    ``widen_factors`` hold its feasible part) or a list of named nets (``listed``).
     """
 
     dimensions: dict
     listed: tuple[WRNSpec, ...] | None
-    blocks: tuple[BlockOption, ...]
-    widths: tuple[float, ...]
+    block_types: tuple[BlockTypeOption, ...]
+    widen_factors: tuple[float, ...]
     hyperparameters: dict[str, Axis]
     dataset: DatasetSection
-    training: dict
+    #: The recipe every trial trains with, its searched hyperparameters on top (:meth:`TrainConfig.for_trial`).
+    training: TrainConfig
     budget: Budget
     search: SearchSettings
     resources: Resources
@@ -181,10 +183,8 @@ class SearchSpace:
     def suggest(self, trial) -> dict:
         """Draw one feasible config in ``trial`` (an ``optuna.Trial``); define-by-run, picklable with the space.
 
-        Returns the WRN ``name``, its structure, ``params`` and ``macs`` at the
-        dataset's input size, and the searched hyperparameters under their
-        TrainConfig names; ``name``, ``params`` and ``macs`` are also set as the
-        trial's user attributes. With the grid sampler the parameters are exactly
+        Returns :meth:`config`; its spec columns, ``params`` and ``macs`` are also set as
+        the trial's user attributes. With the grid sampler the parameters are exactly
         the keys of :meth:`grid_axes`.
         """
         if self.listed is not None or self.search.sampler == "grid":
@@ -195,14 +195,15 @@ class SearchSpace:
         values = {name: trial.suggest_categorical(name, axis.grid(f"dimensions.{name}")) if grid
                   else axis.suggest(trial, name) for name, axis in self.hyperparameters.items()}
         config = self.config(spec, values)
-        for key in ("name", "params", "macs"):
+        for key in (*SPEC_COLUMNS, "params", "macs"):  # optuna-dashboard slices trials by them
             trial.set_user_attr(key, config[key])
         return config
 
     def config(self, spec: WRNSpec, values: dict) -> dict:
         """The trial config of ``spec`` with the searched hyperparameter ``values`` (dropout goes into the spec).
 
-        ``name``, the structure, ``params`` and ``macs`` at the dataset's input size, and
+        The spec's :data:`~wrn_search.spec.SPEC_COLUMNS` (a trial builds its net from them,
+        :meth:`WRNSpec.from_columns`), ``params`` and ``macs`` at the dataset's input size, and
         the hyperparameters under their TrainConfig names: what a trial, a benchmark table
         row and a simulated trial all carry.
         """
@@ -210,43 +211,34 @@ class SearchSpace:
         if "dropout" in values:
             spec = replace(spec, dropout=values.pop("dropout"))
         params, macs = self.cost(spec)
-        return {
-            "name": spec.name,
-            "depth": spec.depth,
-            "blocks_per_group": spec.blocks_per_group,
-            "widen_factor": spec.widen_factor,
-            "block_type": spec.block_name,
-            "dropout": spec.dropout,
-            "params": params,
-            "macs": macs,
-            **values,
-        }
+        return {**spec.columns(), "params": params, "macs": macs, **values}
 
     def _suggest_structure(self, trial) -> WRNSpec:
         """Block type, N and k: one parameter each, with one distribution for the whole study.
 
         Optuna's grouped TPE keeps the first distribution it sees for a name, so a range that
         depended on earlier choices would confine it to the first trial's range. N is drawn over
-        every block type's N and moved to the nearest one the block allows; k is drawn over the
+        every block type's N and moved to the nearest one the block type allows; k is drawn over the
         whole grid and mapped linearly into the span that fits the budget (both identity where
         the budget cuts nothing), so every feasible net stays reachable.
         """
-        block_name = trial.suggest_categorical("block_type", [block.name for block in self.blocks])
-        block = next(block for block in self.blocks if block.name == block_name)
-        ns = sorted({n for option in self.blocks for n in option.blocks_per_group})
+        block_type = trial.suggest_categorical("block_type", [option.block_type for option in self.block_types])
+        option = next(option for option in self.block_types if option.block_type == block_type)
+        ns = sorted({n for other in self.block_types for n in other.blocks_per_group})
         if ns == list(range(ns[0], ns[-1] + 1)):
             wanted = trial.suggest_int("blocks_per_group", ns[0], ns[-1])
         else:
             wanted = trial.suggest_categorical("blocks_per_group", ns)
-        n = min(block.blocks_per_group, key=lambda allowed: (abs(allowed - wanted), allowed))
+        n = min(option.blocks_per_group, key=lambda allowed: (abs(allowed - wanted), allowed))
         step = self._width_step()
         if step:
-            position = (trial.suggest_int("widen_factor", int(self.widths[0]), int(self.widths[-1]), step=step)
-                        - self.widths[0]) // step
+            low, high = int(self.widen_factors[0]), int(self.widen_factors[-1])
+            position = (trial.suggest_int("widen_factor", low, high, step=step) - low) // step
         else:
-            position = trial.suggest_int("widen_factor_index", 0, len(self.widths) - 1)
-        lo, hi = block.span(n)
-        return WRNSpec(n, self.widths[lo + round(position * (hi - lo) / max(1, len(self.widths) - 1))], block.kernels)
+            position = trial.suggest_int("widen_factor_index", 0, len(self.widen_factors) - 1)
+        lo, hi = option.span(n)
+        last = max(1, len(self.widen_factors) - 1)
+        return WRNSpec(n, self.widen_factors[lo + round(position * (hi - lo) / last)], option.kernels)
 
     def spread_over_params(self, count: int, seed: int) -> list[dict]:
         """Architecture parameters of up to ``count`` feasible nets spread over the params axis, for a study's
@@ -264,21 +256,31 @@ class SearchSpace:
 
     def _structure_params(self, spec: WRNSpec) -> dict:
         """The parameters :meth:`_suggest_structure` turns into ``spec`` (a feasible architecture)."""
-        block = next(block for block in self.blocks if block.kernels == spec.kernels)
-        lo, hi = block.span(spec.blocks_per_group)
-        last = max(1, len(self.widths) - 1)
-        index = self.widths.index(spec.widen_factor)
-        position = next(p for p in range(len(self.widths)) if lo + round(p * (hi - lo) / last) == index)
+        option = next(option for option in self.block_types if option.kernels == spec.kernels)
+        lo, hi = option.span(spec.blocks_per_group)
+        last = max(1, len(self.widen_factors) - 1)
+        index = self.widen_factors.index(spec.widen_factor)
+        position = next(p for p in range(len(self.widen_factors)) if lo + round(p * (hi - lo) / last) == index)
         step = self._width_step()
-        width = {"widen_factor": int(self.widths[0]) + position * step} if step else {"widen_factor_index": position}
-        return {"block_type": block.name, "blocks_per_group": spec.blocks_per_group, **width}
+        if step:
+            width = {"widen_factor": int(self.widen_factors[0]) + position * step}
+        else:
+            width = {"widen_factor_index": position}
+        return {"block_type": option.block_type, "blocks_per_group": spec.blocks_per_group, **width}
 
     def _width_step(self) -> int:
         """The step of an evenly spaced integer k grid (offered as k itself), else 0 (offered by index)."""
-        steps = {b - a for a, b in zip(self.widths, self.widths[1:])}
-        if all(float(k).is_integer() for k in self.widths) and len(steps) <= 1:
+        steps = {b - a for a, b in zip(self.widen_factors, self.widen_factors[1:])}
+        if all(float(k).is_integer() for k in self.widen_factors) and len(steps) <= 1:
             return int(next(iter(steps), 1))
         return 0
+
+    def trial_budget(self) -> TrialBudget:
+        """``search.samples`` (capped at the grid's size for the grid sampler) and ``search.epoch_budget``."""
+        samples = self.search.samples
+        if self.search.sampler == "grid":
+            samples = min(samples, math.prod(len(values) for values in self.grid_axes().values()))
+        return TrialBudget(samples, self.search.epoch_budget)
 
     # -- enumeration ------------------------------------------------------------
 
@@ -287,17 +289,17 @@ class SearchSpace:
         if self.listed is not None:
             yield from self.listed
             return
-        for block in self.blocks:
-            for n, lo, hi in block.spans:
-                for widen in self.widths[lo:hi + 1]:
-                    yield WRNSpec(n, widen, block.kernels)
+        for option in self.block_types:
+            for n, lo, hi in option.spans:
+                for widen in self.widen_factors[lo:hi + 1]:
+                    yield WRNSpec(n, widen, option.kernels)
 
     @property
     def feasible_count(self) -> int:
         """Number of feasible architectures (k is always discrete, so this is finite)."""
         if self.listed is not None:
             return len(self.listed)
-        return sum(hi - lo + 1 for block in self.blocks for _, lo, hi in block.spans)
+        return sum(hi - lo + 1 for option in self.block_types for _, lo, hi in option.spans)
 
     @property
     def continuous(self) -> tuple[str, ...]:
@@ -335,7 +337,7 @@ class SearchSpace:
             **({"dimensions": dimensions} if dimensions else {}),
             **architecture,
             "dataset": asdict(self.dataset),
-            "training": self.training,
+            "training": self.training.overrides(),
             "budget": asdict(self.budget),
             "search": asdict(self.search),
             "resources": asdict(self.resources),
@@ -436,12 +438,12 @@ def _build(document: Any, source: str) -> SearchSpace:
         if architecture:
             raise ValueError(f"dimensions.{next(iter(architecture))}: not allowed with architectures:, "
                              "which names the nets; keep only dropout, lr, weight_decay, batch_size")
-        listed, blocks, widths = _listed(document["architectures"], model, budget), (), ()
+        listed, block_types, widen_factors = _listed(document["architectures"], model, budget), (), ()
     else:
         listed = None
-        blocks, widths = _product(architecture, model, budget)
-    space = SearchSpace(architecture, listed, blocks, widths, hyperparameters, dataset, training, budget, search,
-                        resources, source)
+        block_types, widen_factors = _product(architecture, model, budget)
+    space = SearchSpace(architecture, listed, block_types, widen_factors, hyperparameters, dataset, training, budget,
+                        search, resources, source)
     _check_dropout_blocks(space)
     if space.feasible_count > MAX_ARCHITECTURES:
         raise ValueError(f"{'architectures' if listed is not None else 'dimensions'}: {space.feasible_count:,} "
@@ -457,7 +459,10 @@ def _check_dropout_blocks(space: SearchSpace) -> None:
     axis = space.hyperparameters.get("dropout")
     if axis is None or max(axis.choices or [axis.high]) == 0:
         return
-    kernels = [spec.kernels for spec in space.listed] if space.listed is not None else [b.kernels for b in space.blocks]
+    if space.listed is not None:
+        kernels = [spec.kernels for spec in space.listed]
+    else:
+        kernels = [option.kernels for option in space.block_types]
     single = next((k for k in kernels if len(k) == 1), None)
     if single is not None:
         raise ValueError(f"dimensions.dropout: {format_block(single)} has one conv per block, with no place for "
@@ -477,12 +482,12 @@ def _check_grid(space: SearchSpace) -> None:
                          f"{MAX_GRID:,}: fewer values, or a sampler such as tpe")
 
 
-def _product(dims: dict, model: CostModel, budget: Budget) -> tuple[tuple[BlockOption, ...], tuple[float, ...]]:
+def _product(dims: dict, model: CostModel, budget: Budget) -> tuple[tuple[BlockTypeOption, ...], tuple[float, ...]]:
     """Feasible block types, N and k spans of a product of dimensions; no feasible net at all is an error."""
     if "widen_factor" not in dims:
         raise ValueError("dimensions.widen_factor: required (an int range, a float range with step, or a list), "
                          "or give architectures: instead of dimensions")
-    widths = _widths(dims["widen_factor"])
+    widen_factors = _widen_factors(dims["widen_factor"])
     block_types = dims.get("block_types", ["B(3,3)"])
     if not isinstance(block_types, list) or not block_types:
         raise ValueError("dimensions.block_types: must be a non-empty list such as ['B(3,3)', 'B(3,1,3)']")
@@ -491,19 +496,19 @@ def _product(dims: dict, model: CostModel, budget: Budget) -> tuple[tuple[BlockO
     for kernels, ns in _blocks_per_group(dims, kernels_list).items():
         spans = []
         for n in ns:
-            sizes.append((model.cost(n, widths[0], kernels), model.cost(n, widths[-1], kernels)))
-            span = width_span(model, budget, n, kernels, widths)
+            sizes.append((model.cost(n, widen_factors[0], kernels), model.cost(n, widen_factors[-1], kernels)))
+            span = widen_factor_span(model, budget, n, kernels, widen_factors)
             if span is not None:
-                _cost_within_limits(WRNSpec(n, widths[span[1]], kernels), model, "dimensions")
+                _cost_within_limits(WRNSpec(n, widen_factors[span[1]], kernels), model, "dimensions")
                 spans.append((n, *span))
         if spans:
-            options.append(BlockOption(kernels, tuple(spans)))
+            options.append(BlockTypeOption(kernels, tuple(spans)))
     if not options:
         smallest = min(small for small, _ in sizes)
         largest = max(large for _, large in sizes)
         raise ValueError(f"budget: no architecture meets {budget.describe()}; the dimensions give nets from "
                          f"{smallest[0]:,} params / {smallest[1]:,} MACs to {largest[0]:,} params / {largest[1]:,} MACs")
-    return tuple(options), widths
+    return tuple(options), widen_factors
 
 
 def _listed(names: Any, model: CostModel, budget: Budget) -> tuple[WRNSpec, ...]:
@@ -565,7 +570,7 @@ def _blocks_per_group(dims: dict, kernels_list: list[tuple[int, ...]]) -> dict[t
     return result
 
 
-def _widths(raw: Any) -> tuple[float, ...]:
+def _widen_factors(raw: Any) -> tuple[float, ...]:
     """The sorted grid of allowed widen factors: a list, an int range, or a float range with a step."""
     where = "dimensions.widen_factor"
     if isinstance(raw, dict):
@@ -650,8 +655,8 @@ def _dataset(raw: Any) -> DatasetSection:
     return DatasetSection(**values)
 
 
-def _training(raw: Any, searched: dict[str, Axis]) -> dict:
-    """Overrides of TrainConfig fields, every value checked by TrainConfig now rather than in every trial."""
+def _training(raw: Any, searched: dict[str, Axis]) -> TrainConfig:
+    """The recipe: overrides of TrainConfig fields, every value checked now rather than in every trial."""
     keys = _field_names(TrainConfig)
     if not isinstance(raw, dict):
         raise ValueError(f"training: must be a mapping of TrainConfig fields ({', '.join(keys)})")
@@ -660,10 +665,9 @@ def _training(raw: Any, searched: dict[str, Axis]) -> dict:
         if key in searched:
             raise ValueError(f"training.{key}: also searched in dimensions.{key}; give it in one place")
     try:
-        TrainConfig(**raw)
+        return TrainConfig(**raw)
     except ValueError as error:  # its messages start with the field
         raise ValueError(f"training.{error}") from None
-    return dict(raw)
 
 
 def _budget(raw: Any) -> Budget:
@@ -677,7 +681,7 @@ def _budget(raw: Any) -> Budget:
     return budget
 
 
-def _search(raw: Any, training: dict) -> SearchSettings:
+def _search(raw: Any, training: TrainConfig) -> SearchSettings:
     values = _section(raw, "search", SearchSettings)
     objectives = values["objectives"]
     if isinstance(objectives, str):
@@ -703,9 +707,9 @@ def _search(raw: Any, training: dict) -> SearchSettings:
     require_int(values["max_concurrent"], "search.max_concurrent", 1)
     require_int(values["seed"], "search.seed", 0)
     require_int(values["grace_period"], "search.grace_period", 1)
-    epochs = training.get("epochs", TrainConfig.epochs)
-    if values["grace_period"] > epochs:
-        raise ValueError(f"search.grace_period: {values['grace_period']} is more than training.epochs ({epochs})")
+    if values["grace_period"] > training.epochs:
+        raise ValueError(f"search.grace_period: {values['grace_period']} is more than training.epochs "
+                         f"({training.epochs})")
     require_number(values["reduction_factor"], "search.reduction_factor", 1, open_low=True)
     return SearchSettings(**values)
 

@@ -21,6 +21,8 @@ BASE_WIDTHS = (16, 32, 64)
 GROUP_STRIDES = (1, 2, 2)
 #: Decimal places kept of a fractional widen factor and of the dropout rate.
 DECIMALS = 4
+#: What describes a net in a trial config, a study trial's user attributes, results and benchmark tables.
+SPEC_COLUMNS = ("name", "depth", "blocks_per_group", "widen_factor", "block_type", "dropout")
 
 _NAME_RE = re.compile(
     r"^WRN-(?P<depth>\d+)-(?P<k>\d+(?:\.\d+)?)"
@@ -157,13 +159,14 @@ class WRNSpec:
         return 3 * self.blocks_per_group * self.convs_per_block + 4
 
     @property
-    def block_name(self) -> str:
+    def block_type(self) -> str:
+        """``B(3,3)``: the block type, as names, spaces and results write it; ``kernels`` holds its kernel sizes."""
         return format_block(self.kernels)
 
     @property
     def name(self) -> str:
         """``WRN-d-k-B(M)``, with ``-dP`` appended when dropout is on; ``parse`` reads it back."""
-        base = f"WRN-{self.depth}-{format_number(self.widen_factor)}-{self.block_name}"
+        base = f"WRN-{self.depth}-{format_number(self.widen_factor)}-{self.block_type}"
         return base + (f"-d{self.dropout:g}" if self.dropout else "")
 
     @property
@@ -174,6 +177,15 @@ class WRNSpec:
     def num_conv_layers(self) -> int:
         """Convolutions on the main path (stem + blocks), not counting 1x1 shortcuts."""
         return 1 + 3 * self.blocks_per_group * self.convs_per_block
+
+    def columns(self) -> dict:
+        """The spec as trial configs, study trials, results and tables carry it: the :data:`SPEC_COLUMNS`."""
+        return {key: getattr(self, key) for key in SPEC_COLUMNS}
+
+    @classmethod
+    def from_columns(cls, row: dict) -> WRNSpec:
+        """The spec a trial config (or a results or table row) carries in its :data:`SPEC_COLUMNS`."""
+        return cls(int(row["blocks_per_group"]), row["widen_factor"], parse_block(row["block_type"]), row["dropout"])
 
     def to_dict(self) -> dict:
         return {

@@ -23,13 +23,13 @@ import pandas as pd
 
 from .pareto import FrontScale
 from .rundir import write_atomic
-from .space import HYPERPARAMETERS, DatasetSection, SearchSpace
+from .recipe import TRAINING_HYPERPARAMETERS, TrainConfig
+from .space import DatasetSection, SearchSpace
+from .spec import SPEC_COLUMNS
 
 FORMAT = "wrn-search-table-v1"
-#: A config's columns: its architecture, then the searched training hyperparameters the space has.
-SPEC_COLUMNS = ("name", "depth", "blocks_per_group", "widen_factor", "block_type", "dropout", "params", "macs")
-#: Searched hyperparameters that are training settings (dropout is part of the name).
-TRAINING_HYPERPARAMETERS = tuple(name for name in HYPERPARAMETERS if name != "dropout")
+#: A config's columns: its architecture and cost; the searched training hyperparameters the space has follow.
+CONFIG_COLUMNS = (*SPEC_COLUMNS, "params", "macs")
 #: What each row records of one epoch.
 EPOCH_COLUMNS = ("seed", "epoch", "train_loss", "val_loss", "val_error", "epoch_seconds", "outcome")
 #: Outcomes that end a curve before its full epochs.
@@ -104,7 +104,12 @@ class Table:
 
     @property
     def epochs(self) -> int:
-        return int(self.meta["space"]["training"].get("epochs", 200))
+        return self.recipe.epochs
+
+    @property
+    def recipe(self) -> TrainConfig:
+        """The training recipe the table was recorded with."""
+        return TrainConfig(**self.meta["space"]["training"])
 
     def curve(self, config: dict, seed: int) -> Curve:
         key = config_key(config, self.hyperparameters)
@@ -118,7 +123,7 @@ class Table:
         """The last recorded epoch of every config (of one seed, or all): what full training gives."""
         frame = self.frame if seed is None else self.frame[self.frame["seed"] == seed]
         return frame.sort_values("epoch", kind="stable").groupby(
-            [*SPEC_COLUMNS[:1], *self.hyperparameters, "seed"], sort=False).tail(1).reset_index(drop=True)
+            ["name", *self.hyperparameters, "seed"], sort=False).tail(1).reset_index(drop=True)
 
     def scale(self) -> FrontScale:
         """The normalised hypervolume of this table's space: params from its smallest to its largest config,
@@ -136,12 +141,16 @@ class Table:
     def check_recipe(self, space: SearchSpace) -> None:
         """Refuse a space whose dataset or training sections differ from the ones the table was recorded with."""
         # A dataset field added after the table was recorded counts at its default.
-        recorded = {**self.meta["space"], "dataset": {**asdict(DatasetSection()), **self.meta["space"]["dataset"]}}
-        resolved = space.to_dict()
+        recorded = {"dataset": {**asdict(DatasetSection()), **self.meta["space"]["dataset"]},
+                    "training": self.recipe.recipe()}
+        resolved = {"dataset": asdict(space.dataset), "training": space.training.recipe()}
         for section in ("dataset", "training"):
-            if resolved[section] != recorded[section]:
-                raise ValueError(f"table {self.source}: recorded with {section} {recorded[section]}, "
-                                 f"but the space has {resolved[section]}")
+            ours, theirs = resolved[section], recorded[section]
+            differ = [key for key in {**theirs, **ours} if ours.get(key) != theirs.get(key)]
+            if differ:
+                raise ValueError(f"table {self.source}: recorded with {section} "
+                                 f"{', '.join(f'{key}={theirs.get(key)!r}' for key in differ)}, but the space has "
+                                 f"{', '.join(f'{key}={ours.get(key)!r}' for key in differ)}")
 
     def check_covers(self, space: SearchSpace) -> None:
         """Refuse a space that this table cannot replay: another recipe or dataset, or a grid point not recorded."""
@@ -201,7 +210,7 @@ def load_table(name_or_path: str | Path) -> Table:
 
 def _checked(frame: pd.DataFrame, meta: dict, source: str) -> Table:
     hyperparameters = tuple(meta.get("hyperparameters", ()))
-    required = (*SPEC_COLUMNS, *hyperparameters, *EPOCH_COLUMNS)
+    required = (*CONFIG_COLUMNS, *hyperparameters, *EPOCH_COLUMNS)
     missing = [column for column in required if column not in frame.columns]
     if missing:
         raise ValueError(f"table {source}: columns {', '.join(missing)} are missing; a table has {', '.join(required)}")
@@ -215,7 +224,7 @@ def _checked(frame: pd.DataFrame, meta: dict, source: str) -> Table:
     table = Table(frame, meta, source)
     epochs = table.epochs
     frame = frame.sort_values(["seed", "epoch"], kind="stable")
-    for (*values, seed), group in frame.groupby([*SPEC_COLUMNS[:1], *hyperparameters, "seed"], sort=False):
+    for (*values, seed), group in frame.groupby(["name", *hyperparameters, "seed"], sort=False):
         config = dict(zip(("name", *hyperparameters), values))
         if not is_complete(group["epoch"].astype(int).tolist(), group["outcome"].tolist(), epochs):
             raise ValueError(f"table {source}: {describe_key(config_key(config, hyperparameters), hyperparameters)} "
@@ -230,7 +239,7 @@ def write_table(frame: pd.DataFrame, meta: dict, path: str | Path) -> None:
     """Write the rows (sorted by config, seed, epoch) and the metadata, each atomically."""
     csv_path, meta_path = table_paths(path)
     hyperparameters = tuple(meta["hyperparameters"])
-    columns = [*SPEC_COLUMNS, *hyperparameters, *EPOCH_COLUMNS]
+    columns = [*CONFIG_COLUMNS, *hyperparameters, *EPOCH_COLUMNS]
     frame = frame[columns].sort_values(["params", "name", *hyperparameters, "seed", "epoch"], kind="stable")
     compression = "gzip" if csv_path.name.endswith(".gz") else None
     temp = csv_path.with_name(f".{csv_path.name}.partial")

@@ -26,9 +26,9 @@ from ray.tune.search import SearchGenerator, Searcher
 from . import __version__
 from .cluster import ray_session
 from .rundir import append_jsonl, read_jsonl
-from .search import TUNE_NEW_OUTPUT_ENV, build_trainable, environment, full_epochs, load_space_dataset
+from .search import TUNE_NEW_OUTPUT_ENV, build_trainable, environment, load_space_dataset
 from .space import SearchSpace
-from .table import (EPOCH_COLUMNS, FORMAT, SPEC_COLUMNS, Table, config_key, hyperparameter_columns, is_complete,
+from .table import (CONFIG_COLUMNS, EPOCH_COLUMNS, FORMAT, Table, config_key, hyperparameter_columns, is_complete,
                     load_table, table_paths, write_table)
 
 #: Retries of a crashed recording trial (it restarts from its last checkpoint).
@@ -76,7 +76,7 @@ def complete_curves(frame: pd.DataFrame, hyperparameters: tuple[str, ...], epoch
     """Rows of the (config, seed) curves that ended where training ends; a repeated epoch keeps its last row."""
     if frame.empty:
         return frame
-    keys = [SPEC_COLUMNS[0], *hyperparameters, "seed"]
+    keys = ["name", *hyperparameters, "seed"]
     frame = frame.drop_duplicates([*keys, "epoch"], keep="last")
     done = frame.groupby(keys, sort=False).filter(
         lambda group: is_complete(group["epoch"].astype(int).tolist(), group["outcome"].tolist(), epochs))
@@ -105,7 +105,7 @@ def tabulate(space: SearchSpace, seeds: int, out: str | Path, address: str | Non
     if not out.parent.is_dir():
         raise ValueError(f"out: {out.parent} is not a directory")
     hyperparameters = hyperparameter_columns(space)
-    epochs = full_epochs(space)
+    epochs = space.training.epochs
     log_path = partial_log(out)
     recorded = pd.concat([existing.frame if existing else pd.DataFrame(),
                           pd.DataFrame.from_records(read_jsonl(log_path))], ignore_index=True)
@@ -130,7 +130,7 @@ def tabulate(space: SearchSpace, seeds: int, out: str | Path, address: str | Non
                         name="tabulate", storage_path=storage, verbose=verbose,
                         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-                        callbacks=[CurveRecorder(log_path, (*SPEC_COLUMNS, *hyperparameters))],
+                        callbacks=[CurveRecorder(log_path, (*CONFIG_COLUMNS, *hyperparameters))],
                     ),
                 )
                 with environment(TUNE_NEW_OUTPUT_ENV, "0") if not verbose else nullcontext():  # no start-up box
@@ -146,7 +146,7 @@ def tabulate(space: SearchSpace, seeds: int, out: str | Path, address: str | Non
         "hyperparameters": list(hyperparameters),
         "recorded": {
             "seeds": seeds,
-            "curves": int(recorded.groupby([SPEC_COLUMNS[0], *hyperparameters, "seed"]).ngroups),
+            "curves": int(recorded.groupby(["name", *hyperparameters, "seed"]).ngroups),
             "wall_seconds": round(previous.get("wall_seconds", 0) + time.time() - start, 1),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform(terse=True)}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import ray
@@ -25,21 +26,15 @@ from .train import CHECKPOINT_FILE, CheckpointError, OutOfMemory, Trainer, Train
 
 logger = logging.getLogger(__name__)
 
-#: Training settings that a trial config may carry: searched hyperparameters, and a benchmark table's seed.
-TRAINING_KEYS = ("lr", "weight_decay", "batch_size", "seed")
-
-
-def trial_train_config(config: dict, training: dict, gpus: float = 0) -> TrainConfig:
-    """The space's training section with the trial's searched hyperparameters on top.
+def trial_train_config(config: dict, training: TrainConfig, gpus: float = 0) -> TrainConfig:
+    """The space's recipe with the trial's searched hyperparameters on top (:meth:`TrainConfig.for_trial`).
 
     A trial granted no GPU trains on the CPU even where CUDA is visible (Ray 2.60 leaves
     ``CUDA_VISIBLE_DEVICES`` alone for zero-GPU tasks); a space may not name a CUDA device
     for trials without one (:func:`wrn_search.resources.check_trial_device`).
     """
-    values = {**training, **{key: config[key] for key in TRAINING_KEYS if key in config}}
-    if not gpus and values.get("device", "auto") == "auto":
-        values["device"] = "cpu"
-    return TrainConfig(**values)
+    recipe = training.for_trial(config)
+    return replace(recipe, device="cpu") if not gpus and recipe.device == "auto" else recipe
 
 
 def _trial_gpus() -> float:
@@ -84,8 +79,9 @@ def restore(trainer: Trainer, checkpoints: TrialCheckpoints | None) -> None:
             trainer.load_checkpoint(Path(directory) / CHECKPOINT_FILE)
 
 
-def train_trial(config: dict, dataset: Dataset, training: dict, experiment_path: str | None = None) -> None:
-    """Train ``config["name"]`` on ``dataset``, continuing from the trial's newest checkpoint.
+def train_trial(config: dict, dataset: Dataset, training: TrainConfig, experiment_path: str | None = None) -> None:
+    """Train the trial config's net on ``dataset`` with the space's recipe ``training``, continuing from the
+    trial's newest checkpoint.
 
     ``experiment_path`` is Tune's experiment directory, where the trial finds and prunes its
     checkpoints (:mod:`wrn_search.checkpoints`); without it only Tune's checkpoint is used.
@@ -96,7 +92,7 @@ def train_trial(config: dict, dataset: Dataset, training: dict, experiment_path:
         free_device_memory()
 
 
-def _train_trial(config: dict, dataset: Dataset, training: dict, experiment_path: str | None) -> None:
+def _train_trial(config: dict, dataset: Dataset, training: TrainConfig, experiment_path: str | None) -> None:
     gpus = _trial_gpus()
     node_id = ray.get_runtime_context().get_node_id()
     checkpoints = None
@@ -104,7 +100,7 @@ def _train_trial(config: dict, dataset: Dataset, training: dict, experiment_path
         checkpoints = TrialCheckpoints(experiment_path, config["number"])
     try:
         limit_gpu_memory(gpus)
-        trainer = Trainer(WRNSpec.parse(config["name"]), dataset, trial_train_config(config, training, gpus))
+        trainer = Trainer(WRNSpec.from_columns(config), dataset, trial_train_config(config, training, gpus))
         restore(trainer, checkpoints)
     except OutOfMemory as error:  # the net or its checkpoint does not fit this node: an outcome, not a crash to retry
         logger.warning("%s", error)

@@ -18,10 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..search import resume
+    from ..search import resume_search
     from .run import quiet_ray_warnings, show_result
 
     quiet_ray_warnings()
-    results = resume(args.run_dir, samples=args.samples, address=args.address, epoch_budget=args.epoch_budget,
-                     verbose=int(args.verbose), progress=not args.quiet)
+    results = resume_search(args.run_dir, samples=args.samples, address=args.address,
+                            epoch_budget=args.epoch_budget, verbose=int(args.verbose), progress=not args.quiet)
     return show_result(results, args.json)

@@ -59,7 +59,7 @@ def quiet_ray_warnings() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..search import search
+    from ..search import run_search
     from ..space import load_space
 
     overrides = {key: value for key, value in (
@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     ) if value is not None}
     quiet_ray_warnings()
     space = load_space(args.space).with_overrides(**overrides)
-    results = search(space, name=args.name, storage_path=args.storage_path, address=args.address,
-                     study_storage=args.study_storage, verbose=int(args.verbose), progress=not args.quiet)
+    results = run_search(space, name=args.name, storage_path=args.storage_path, address=args.address,
+                         study_storage=args.study_storage, verbose=int(args.verbose), progress=not args.quiet)
     return show_result(results, args.json)
 
 

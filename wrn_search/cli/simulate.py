@@ -27,7 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..results import RunResults
     from ..space import load_space
     from ..simulate import simulate
     from ..table import load_table
@@ -41,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     space = load_space(args.space).with_overrides(**overrides)
     table = load_table(args.table)
     workers = space.search.max_concurrent if args.workers is None else args.workers
-    run_dir = simulate(space, table, workers, time_budget=args.time_budget, name=args.name,
+    results = simulate(space, table, workers, time_budget=args.time_budget, name=args.name,
                        storage_path=args.storage_path, study_storage=args.study_storage,
                        argv=["wrn-search", *sys.argv[1:]])
-    return show_result(RunResults.load(run_dir))  # simulate() returns only the path: a second read
+    return show_result(results)

@@ -6,7 +6,6 @@ import argparse
 import json
 import math
 
-from ..recipe import TrainConfig
 from ..space import SearchSpace, load_space
 from ..spec import WRNSpec
 
@@ -34,7 +33,7 @@ def summarize(space: SearchSpace) -> dict:
         **{key: document[key] for key in ("dimensions", "architectures") if key in document},
         "dataset": document["dataset"],
         # The whole recipe a trial trains with: the space's training section over the paper's defaults.
-        "training": TrainConfig(**space.training).to_dict(),
+        "training": space.training.to_dict(),
         "budget": document["budget"],
         "search": document["search"],
         "feasible_count": space.feasible_count,
