@@ -46,6 +46,25 @@ def test_every_field_round_trips_from_the_command_line():
     assert {name: getattr(config, name) for name in CHANGED} == {name: value for name, (value, _) in CHANGED.items()}
 
 
+def test_wrn_search_train_hands_every_field_to_the_trainer(tmp_path, monkeypatch):
+    import wrn_search.train
+
+    seen = {}
+
+    def record(self, spec, dataset, config):
+        seen["config"] = config
+        raise ValueError("recorded")
+
+    monkeypatch.setattr(wrn_search.train.Trainer, "__init__", record)
+    argv = ["train", "WRN-10-1", "--out", str(tmp_path / "out")]
+    for name, (_, text) in CHANGED.items():
+        flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+        argv += [flag] if text is None else [flag, text]
+    assert main(argv) == 2
+    assert {name: getattr(seen["config"], name) for name in CHANGED} == {name: value for name, (value, _) in
+                                                                         CHANGED.items()}
+
+
 def test_every_field_round_trips_from_a_space(tmp_path):
     training = {name: list(value) if isinstance(value, tuple) else value for name, (value, _) in CHANGED.items()}
     space = load_space(str(write_space(tmp_path, training=training)))

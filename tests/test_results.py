@@ -290,6 +290,15 @@ def test_non_finite_and_unparsable_costs_are_float_or_missing(run_dir):
     assert load_run(run_dir)["macs"].dtype == "Int64"  # only a column that needs float becomes float
 
 
+def test_a_study_that_named_the_block_type_block_reads_as_block_type(run_dir):
+    """Runs made before the block type had one name stored it as the user attribute "block"."""
+    load_study(run_dir).add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.FAIL, user_attrs={"name": "WRN-13-1-B(3,1,3)", "block": "B(3,1,3)"}))
+    frame = load_run(run_dir)
+    assert frame.iloc[-1]["block_type"] == "B(3,1,3)" and "block" not in frame
+    assert frame["block_type"].notna().all()
+
+
 def full_disk(limit: int):
     """Files may grow to ``limit`` bytes, after which a write fails (EFBIG) as on a full disk."""
     return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))

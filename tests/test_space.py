@@ -19,7 +19,7 @@ from wrn_search.budget import Budget, CostModel, widen_factor_span
 from wrn_search.data import dataset_info
 from wrn_search.recipe import TrainConfig
 from wrn_search.space import load_space, parse_space, ready_spaces
-from wrn_search.spec import SPEC_COLUMNS, WRNSpec, parse_block
+from wrn_search.spec import SPEC_COLUMNS, WRNSpec, parse_block_type
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -96,7 +96,7 @@ def test_ready_space_enumeration_is_the_brute_force_feasible_set(name):
     """Narrowing loses nothing: the feasible set equals the full product filtered with exact costs."""
     space = load_space(name)
     document = space.to_dict()["dimensions"]
-    kernels_list = [parse_block(text) for text in document.get("block_types", ["B(3,3)"])]
+    kernels_list = [parse_block_type(text) for text in document.get("block_types", ["B(3,3)"])]
     if "blocks_per_group" in document:  # N given: the depths it means for each block type
         depths = sorted({3 * n * len(kernels) + 4 for n in document["blocks_per_group"] for kernels in kernels_list})
     else:

@@ -21,8 +21,8 @@ import pytest
 from ray import tune
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The package's sources (``dashboards`` installs as ``wrn_search.dashboards``).
-SOURCES = [ROOT / "wrn_search", ROOT / "dashboards"]
+#: The package's sources.
+SOURCES = [ROOT / "wrn_search"]
 
 #: Every private upstream attribute the code uses, by the class (or module) that has it. A dotted
 #: name is a chain (``_rng.rng``). Where: searcher.py (Ray's searchers, Optuna's storage),

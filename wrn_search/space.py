@@ -31,7 +31,7 @@ from .budget import Budget, CostModel, TrialBudget, widen_factor_span
 from .checks import is_int, is_number, require_bool, require_choice, require_int, require_number
 from .data import Dataset, dataset_info, load_dataset
 from .recipe import TRAINING_HYPERPARAMETERS, TrainConfig
-from .spec import SPEC_COLUMNS, WRNSpec, format_block, parse_block, round_widen_factor, valid_depths_near
+from .spec import SPEC_COLUMNS, WRNSpec, format_block_type, parse_block_type, round_widen_factor, valid_depths_near
 
 OBJECTIVES = ("val_error", "params", "macs")
 SAMPLERS = ("tpe", "nsga2", "random", "grid", "gp", "qmc")
@@ -110,7 +110,7 @@ class BlockTypeOption:
 
     @property
     def block_type(self) -> str:
-        return format_block(self.kernels)
+        return format_block_type(self.kernels)
 
     @property
     def blocks_per_group(self) -> tuple[int, ...]:
@@ -465,7 +465,7 @@ def _check_dropout_blocks(space: SearchSpace) -> None:
         kernels = [option.kernels for option in space.block_types]
     single = next((k for k in kernels if len(k) == 1), None)
     if single is not None:
-        raise ValueError(f"dimensions.dropout: {format_block(single)} has one conv per block, with no place for "
+        raise ValueError(f"dimensions.dropout: {format_block_type(single)} has one conv per block, with no place for "
                          "dropout (it sits between a block's convs); search dropout only over blocks of two or "
                          "more convs")
 
@@ -491,7 +491,7 @@ def _product(dims: dict, model: CostModel, budget: Budget) -> tuple[tuple[BlockT
     block_types = dims.get("block_types", ["B(3,3)"])
     if not isinstance(block_types, list) or not block_types:
         raise ValueError("dimensions.block_types: must be a non-empty list such as ['B(3,3)', 'B(3,1,3)']")
-    kernels_list = list(dict.fromkeys(parse_block(str(text), "dimensions.block_types") for text in block_types))
+    kernels_list = list(dict.fromkeys(parse_block_type(str(text), "dimensions.block_types") for text in block_types))
     options, sizes = [], []
     for kernels, ns in _blocks_per_group(dims, kernels_list).items():
         spans = []
@@ -549,7 +549,7 @@ def _blocks_per_group(dims: dict, kernels_list: list[tuple[int, ...]]) -> dict[t
         ns = _int_values(dims["blocks_per_group"], "dimensions.blocks_per_group", 1, (MAX_DEPTH - 4) // 3)
         for kernels in kernels_list:
             if 3 * ns[-1] * len(kernels) + 4 > MAX_DEPTH:
-                raise ValueError(f"dimensions.blocks_per_group: N = {ns[-1]} makes {format_block(kernels)} nets "
+                raise ValueError(f"dimensions.blocks_per_group: N = {ns[-1]} makes {format_block_type(kernels)} nets "
                                  f"{3 * ns[-1] * len(kernels) + 4} layers deep; at most {MAX_DEPTH}")
         return {kernels: ns for kernels in kernels_list}
     depths = _int_values(dims["depth"], "dimensions.depth", 7, MAX_DEPTH)
@@ -559,14 +559,14 @@ def _blocks_per_group(dims: dict, kernels_list: list[tuple[int, ...]]) -> dict[t
         ns = tuple((d - 4) // step for d in depths if d > 4 and (d - 4) % step == 0)
         if not ns:
             near = " or ".join(str(d) for d in valid_depths_near(depths[0], len(kernels)))
-            raise ValueError(f"dimensions.depth: no allowed depth is 3*N*l+4 for {format_block(kernels)} "
+            raise ValueError(f"dimensions.depth: no allowed depth is 3*N*l+4 for {format_block_type(kernels)} "
                              f"(l={len(kernels)}); valid depths near it: {near}")
         result[kernels] = ns
     if isinstance(dims["depth"], list):
         for depth in depths:
             if all((depth - 4) % (3 * len(kernels)) for kernels in kernels_list):
                 raise ValueError(f"dimensions.depth: {depth} is not 3*N*l+4 for any block type "
-                                 f"({', '.join(format_block(k) for k in kernels_list)})")
+                                 f"({', '.join(format_block_type(k) for k in kernels_list)})")
     return result
 
 

@@ -42,11 +42,11 @@ def format_number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def format_block(kernels: tuple[int, ...]) -> str:
+def format_block_type(kernels: tuple[int, ...]) -> str:
     return "B(" + ",".join(str(k) for k in kernels) + ")"
 
 
-def parse_block(text: str, field: str = "kernels") -> tuple[int, ...]:
+def parse_block_type(text: str, field: str = "kernels") -> tuple[int, ...]:
     """Parse ``B(3,1,3)`` (or ``3,1,3``) into a validated kernel tuple."""
     inner = text.strip()
     match = re.fullmatch(r"B\((.*)\)", inner, re.IGNORECASE)
@@ -111,7 +111,7 @@ class WRNSpec:
         object.__setattr__(self, "kernels", kernels)
         p = require_number(self.dropout, "dropout", 0, 1, open_high=True)
         if p and len(kernels) == 1:
-            raise ValueError(f"dropout: {format_block(kernels)} has one conv per block and dropout sits between "
+            raise ValueError(f"dropout: {format_block_type(kernels)} has one conv per block and dropout sits between "
                              f"a block's convs; use dropout 0 or a block of two or more convs")
         object.__setattr__(self, "dropout", round(float(p), DECIMALS))  # names carry it exactly, like k
 
@@ -128,7 +128,8 @@ class WRNSpec:
         if not is_int(depth) or depth < 3 * l + 4 or (depth - 4) % (3 * l):
             near = " or ".join(str(d) for d in valid_depths_near(int(depth) if isinstance(depth, int) else 4, l))
             raise ValueError(
-                f"depth: {depth!r} is not 3*N*l+4 for {format_block(kernels)} (l={l}); nearest valid depths: {near}"
+                f"depth: {depth!r} is not 3*N*l+4 for {format_block_type(kernels)} (l={l}); "
+                f"nearest valid depths: {near}"
             )
         return cls((depth - 4) // (3 * l), widen_factor, kernels, dropout)
 
@@ -144,7 +145,7 @@ class WRNSpec:
                 f"name: {name!r} is not a WRN name; expected WRN-<depth>-<k>[-B(<kernels>)][-d<dropout>], "
                 "e.g. WRN-28-10 or WRN-40-2-B(3,1,3)-d0.3"
             )
-        kernels = parse_block(match["kernels"]) if match["kernels"] is not None else (3, 3)
+        kernels = parse_block_type(match["kernels"]) if match["kernels"] is not None else (3, 3)
         widen = float(match["k"])
         if dropout is None:
             dropout = float(match["dropout"]) if match["dropout"] is not None else 0.0
@@ -161,7 +162,7 @@ class WRNSpec:
     @property
     def block_type(self) -> str:
         """``B(3,3)``: the block type, as names, spaces and results write it; ``kernels`` holds its kernel sizes."""
-        return format_block(self.kernels)
+        return format_block_type(self.kernels)
 
     @property
     def name(self) -> str:
@@ -185,7 +186,8 @@ class WRNSpec:
     @classmethod
     def from_columns(cls, row: dict) -> WRNSpec:
         """The spec a trial config (or a results or table row) carries in its :data:`SPEC_COLUMNS`."""
-        return cls(int(row["blocks_per_group"]), row["widen_factor"], parse_block(row["block_type"]), row["dropout"])
+        kernels = parse_block_type(row["block_type"], "block_type")
+        return cls(int(row["blocks_per_group"]), row["widen_factor"], kernels, row["dropout"])
 
     def to_dict(self) -> dict:
         return {
