@@ -26,6 +26,7 @@ from .train import CHECKPOINT_FILE, CheckpointError, OutOfMemory, Trainer, Train
 
 logger = logging.getLogger(__name__)
 
+
 def trial_train_config(config: dict, training: TrainConfig, gpus: float = 0) -> TrainConfig:
     """The space's recipe with the trial's searched hyperparameters on top (:meth:`TrainConfig.for_trial`).
 
