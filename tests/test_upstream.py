@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import importlib
 import re
-import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
@@ -45,8 +44,9 @@ PRIVATE: dict[str, tuple[str, ...]] = {
 }
 
 
-def specimens() -> dict[str, object]:
-    """One live object of each owner in :data:`PRIVATE`: many of the attributes are set in ``__init__``."""
+def specimens(storage: Path) -> dict[str, object]:
+    """One live object of each owner in :data:`PRIVATE`: many of the attributes are set in ``__init__``;
+    the Tuner's experiment goes under ``storage``."""
     from ray.tune.search import SearchGenerator
     from ray.tune.search.optuna import OptunaSearch
 
@@ -64,7 +64,7 @@ def specimens() -> dict[str, object]:
         "optuna.samplers._tpe.sampler": importlib.import_module("optuna.samplers._tpe.sampler"),
         **{name: importlib.import_module(name)
            for name in ("ray._private.ray_constants", "ray._private.services", "ray._raylet")},
-        "ray.tune.Tuner": tune.Tuner(lambda config: None, run_config=tune.RunConfig(storage_path=tempfile.mkdtemp())),
+        "ray.tune.Tuner": tune.Tuner(lambda config: None, run_config=tune.RunConfig(storage_path=str(storage))),
     }
 
 
@@ -76,8 +76,8 @@ def has_chain(thing: object, dotted: str) -> bool:
     return True
 
 
-def test_every_private_upstream_attribute_still_exists():
-    objects = specimens()
+def test_every_private_upstream_attribute_still_exists(tmp_path):
+    objects = specimens(tmp_path)
     gone = [f"{owner}.{dotted}" for owner, names in PRIVATE.items() for dotted in names
             if not has_chain(objects[owner], dotted)]
     installed = f"ray {version('ray')}, optuna {version('optuna')}"
