@@ -26,7 +26,6 @@ import pandas as pd
 import torch
 import yaml
 
-from wrn_search.results import load_curves, load_run
 from wrn_search.search import run_search
 from wrn_search.space import load_space
 
@@ -72,11 +71,11 @@ def search(gpus_per_trial: float | str, epochs: int, directory: Path) -> dict:
     path = directory / f"packing-{gpus_per_trial}.yaml"
     path.write_text(yaml.safe_dump(space_document(gpus_per_trial, epochs)))
     start = time.perf_counter()
-    run_dir = run_search(load_space(path), name=f"packing-{gpus_per_trial}-{uuid.uuid4().hex[:8]}",
-                         storage_path=str(directory), verbose=0).run_dir
+    results = run_search(load_space(path), name=f"packing-{gpus_per_trial}-{uuid.uuid4().hex[:8]}",
+                         storage_path=str(directory), verbose=0)
     wall = time.perf_counter() - start
-    completed = int((load_run(run_dir)["state"] == "COMPLETE").sum())
-    curves = load_curves(run_dir)
+    completed = int((results.trials["state"] == "COMPLETE").sum())
+    curves = results.curves
     shares = sorted({float(resources.get("GPU", 0)) for resources in curves["resources"]})
     return {"gpus_per_trial": gpus_per_trial, "wall_s": wall, "completed": completed,
             "trials_per_hour": completed / wall * 3600, "gpu_shares": shares, "most_at_once": most_at_once(curves)}

@@ -27,8 +27,6 @@ import pandas as pd
 import torch
 
 from wrn_search.pareto import FrontScale
-from wrn_search.results import load_curves, load_run
-from wrn_search.rundir import RunManifest
 from wrn_search.search import run_search
 from wrn_search.space import SearchSpace, load_space
 
@@ -41,12 +39,11 @@ TRIAL_CAP = 10
 
 def search(space: SearchSpace, directory: Path, name: str, epoch_budget: int) -> tuple[pd.DataFrame, float]:
     """One search's trials, and the seconds since it started at which its epochs reached ``epoch_budget``."""
-    run_dir = run_search(space, name=name, storage_path=str(directory), verbose=0)
-    trials = load_run(run_dir)
-    created = datetime.fromisoformat(RunManifest.load(run_dir).created).timestamp()  # as elapsed_seconds counts
-    times = load_curves(run_dir)["time"].sort_values().to_numpy() - created
+    results = run_search(space, name=name, storage_path=str(directory), verbose=0)
+    created = datetime.fromisoformat(results.manifest.created).timestamp()  # as elapsed_seconds counts
+    times = results.curves["time"].sort_values().to_numpy() - created
     cutoff = float(times[min(epoch_budget, len(times)) - 1])
-    return trials, cutoff
+    return results.trials, cutoff
 
 
 def history(trials: pd.DataFrame, cutoff: float, scale: FrontScale) -> list[tuple[float, float]]:

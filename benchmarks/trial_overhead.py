@@ -25,7 +25,6 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from wrn_search.data import load_dataset
-from wrn_search.results import load_curves, load_run
 from wrn_search.search import run_search
 from wrn_search.space import load_space
 from wrn_search.spec import WRNSpec
@@ -62,9 +61,9 @@ def ours(directory: Path) -> dict:
     path.write_text(yaml.safe_dump(space_document()))
     space = load_space(path)
     start, start_clock = time.perf_counter(), time.time()
-    run_dir = run_search(space, name=f"ours-{uuid.uuid4().hex[:8]}", storage_path=str(directory), verbose=0)
+    results = run_search(space, name=f"ours-{uuid.uuid4().hex[:8]}", storage_path=str(directory), verbose=0)
     wall = time.perf_counter() - start
-    trials, curves = load_run(run_dir), load_curves(run_dir).sort_values("time")
+    trials, curves = results.trials, results.curves.sort_values("time")
     first_epoch_start = float(curves["time"].iloc[0] - curves["epoch_seconds"].iloc[0])
     return {"wall_s": wall, "training_s": float(trials["wall_seconds"].sum()),
             "trials": int((trials["state"] == "COMPLETE").sum()), "startup_s": first_epoch_start - start_clock,

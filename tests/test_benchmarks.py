@@ -1,4 +1,5 @@
-"""The benchmark harness: the cost_model and a tiny loader benchmark through the CLI's code path, JSON rows."""
+"""The benchmark harness: the cost_model and a tiny loader benchmark through the CLI's code path, JSON rows, and
+the Ray benchmarks' own searches."""
 
 import json
 import sys
@@ -63,3 +64,17 @@ def test_matmul_peak_counts_every_iteration(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: calls.append(1) or matmul(a, b))
     flops = train_step.matmul_flops(torch.device("cpu"), torch.float32, size=32, iterations=3)
     assert flops > 0 and len(calls) == 3 * 11  # 10 timed calls after one warm-up, 3 matmuls each
+
+
+def test_the_ray_benchmarks_read_a_real_search(local_ray, tmp_path, monkeypatch):
+    """search_efficiency and trial_overhead drive run_search itself: a tiny real search through each."""
+    from benchmarks import search_efficiency, trial_overhead
+    from search_helpers import write_space
+    from wrn_search.space import load_space
+
+    space = load_space(write_space(tmp_path, search={"samples": 2, "max_concurrent": 1}))
+    trials, cutoff = search_efficiency.search(space, tmp_path / "efficiency", "tiny", epoch_budget=4)
+    assert len(trials) == 2 and cutoff > 0
+    monkeypatch.setattr(trial_overhead, "TRIALS", 2)
+    measured = trial_overhead.ours(tmp_path)
+    assert measured["trials"] == 2 and measured["wall_s"] > measured["training_s"] > 0
