@@ -29,6 +29,8 @@ COLUMNS = [
     "wall_seconds", "started", "finished", "elapsed_seconds",
 ]
 
+#: Study states of a trial not yet told: asked for (WAITING) or training (RUNNING).
+UNFINISHED_STATES = ("RUNNING", "WAITING")
 #: Counts, held as nullable integers (a running trial may not know its cost yet); see :func:`_counts`.
 #: ``batch_size`` is there only when the run searched it.
 INTEGER_COLUMNS = ["number", "depth", "blocks_per_group", "params", "macs", "epochs", "batch_size"]
@@ -107,6 +109,16 @@ class RunResults:
         """The Pareto set over the study's objectives (as in ``pareto.csv``)."""
         return pareto_front(self.trials, self.manifest.objectives)
 
+    @property
+    def states(self) -> dict[str, int]:
+        """Trials by study state (``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING``, ...)."""
+        return {str(state): int(count) for state, count in self.trials["state"].value_counts().items()}
+
+    @property
+    def unfinished(self) -> int:
+        """Trials the study has not been told the end of: a resume continues them."""
+        return int(self.trials["state"].isin(UNFINISHED_STATES).sum())
+
 
 def load_run(run_dir: str | Path) -> pd.DataFrame:
     """One row per trial of the study: spec fields, cost, val error, epochs, state, outcome, time."""
@@ -136,7 +148,7 @@ def _trial_table(run_dir: Path, manifest: RunManifest, curves: pd.DataFrame) -> 
                 row[key] = last.get(key, math.nan)
         row["number"] = trial.number
         row["state"] = trial.state.name
-        if trial.state.name in ("RUNNING", "WAITING"):
+        if trial.state.name in UNFINISHED_STATES:
             row["outcome"] = trial.state.name.lower()
         row["epochs"] = int(last["epoch"]) if last else row.get("epochs", 0)
         row["wall_seconds"] = float(seconds.get(trial.number, 0.0))

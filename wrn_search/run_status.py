@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from .results import RunResults, hyperparameters, plain
-from .rundir import RunManifest, trained_epochs
+from .rundir import trained_epochs
 
 #: Fields of the best trial that :func:`status` reports, besides its searched hyperparameters.
 BEST_FIELDS = ("number", "trial_id", "name", "params", "macs", "val_error")
@@ -24,7 +22,6 @@ def status(run_dir: str | Path) -> dict:
     """
     results = RunResults.load(run_dir)
     manifest, frame = results.manifest, results.trials
-    states = {str(state): int(count) for state, count in frame["state"].value_counts().items()}
     complete = frame[frame["state"] == "COMPLETE"]
     best = complete.sort_values(["val_error", "params"]).head(1)
     epochs_done = sum(trained_epochs(run_dir).values())  # as the searcher counts them against the epoch budget
@@ -35,23 +32,24 @@ def status(run_dir: str | Path) -> dict:
         "samples": manifest.samples,
         "epoch_budget": manifest.epoch_budget,
         "trials": len(frame),
-        "states": states,
+        "states": results.states,
         "epochs_done": epochs_done,
         "full_epochs": manifest.epochs,
         "best": None if best.empty else {**{key: plain(best.iloc[0][key]) for key in BEST_FIELDS},
                                          "hyperparameters": hyperparameters(best.iloc[0])},
         "table": manifest.table,
-        "resume_would": None if manifest.table else resume_plan(manifest, frame, epochs_done),
+        "resume_would": None if manifest.table else resume_plan(results, epochs_done),
     }
 
 
-def resume_plan(manifest: RunManifest, frame: pd.DataFrame, epochs_done: int) -> dict:
+def resume_plan(results: RunResults, epochs_done: int) -> dict:
     """What ``wrn-search resume`` would do: unfinished trials it continues, new ones it starts.
 
     Trials are counted as the searcher counts what it asked for: not those lost to a kill,
     nor re-runs added after an error.
     """
-    unfinished = int(frame["state"].isin(["RUNNING", "WAITING"]).sum())
+    frame = results.trials
     retries = frame["retry_of"].notna() if "retry_of" in frame else False
     asked = int((~(frame["outcome"].eq("lost") | retries)).sum())
-    return {"continue_unfinished": unfinished, "start_new": manifest.trial_budget.new_trials(asked, epochs_done)}
+    return {"continue_unfinished": results.unfinished,
+            "start_new": results.manifest.trial_budget.new_trials(asked, epochs_done)}

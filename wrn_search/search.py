@@ -261,10 +261,9 @@ def fit(tuner: tune.Tuner, run_dir: Path, manifest: RunManifest, callbacks: Sequ
     write_results(results)
     write_report(results, run_dir / REPORT_FILE)
     if interrupted.is_set():
-        states = results.trials["state"]
-        finished = int(states.isin(["COMPLETE", "PRUNED", "FAIL"]).sum())
+        finished = len(results.trials) - results.unfinished
         raise SearchInterrupted(f"interrupted: {finished} of {manifest.samples} trials finished, "
-                                f"{len(states) - finished} unfinished; continue with: wrn-search resume {run_dir}")
+                                f"{results.unfinished} unfinished; continue with: wrn-search resume {run_dir}")
     return results
 
 

@@ -94,6 +94,6 @@ def result_summary(results: RunResults) -> dict:
 
     frame = results.trials
     return {"run_dir": str(results.run_dir), "report": str(results.run_dir / REPORT_FILE), "trials": len(frame),
-            "states": {str(state): int(count) for state, count in frame["state"].value_counts().items()},
+            "states": results.states,
             "front": json.loads(results.front[FRONT_COLUMNS].to_json(orient="records"))}
 
