@@ -219,11 +219,17 @@ def edit_manifest(run_dir, **changes) -> None:
     ("epochs.jsonl", {"number": 2, "epoch": 4, "val_error": 0.01}, "no 'trial_id'"),
     ("epochs.jsonl", {"trial_id": "7a1b2_00002", "number": 2, "epoch": "three"}, "'epoch' must be int, got 'three'"),
     ("trials.jsonl", {"number": [1]}, "'number' must be int, got [1]"),
+    ("epochs.jsonl", '{"trial_id": "7a1b2_00002", "number": 2, "epoch": 4' + "0" * 400 + "}",
+     "'epoch' must be int, got 400000000000000000...0000000000000000000"),
+    ("trials.jsonl", '{"number": 2, "params": 1' + "0" * 400 + "}", "'params' must be float | None, got "
+     "100000000000000000...0000000000000000000"),
+    ("epochs.jsonl", '{"trial_id": "7a1b2_00002", "epoch": 4, "x": ' + "[" * 10**5 + "]" * 10**5 + "}",
+     "nested too deeply"),
 ])
 def test_a_bad_log_line_is_skipped_with_one_warning(tmp_path, log, line, problem):
     run = make_run(tmp_path / "run")
     lines = len((run / log).read_text().splitlines())
-    append_line(run / log, json.dumps(line))
+    append_line(run / log, line if isinstance(line, str) else json.dumps(line))
     outputs = {}
     for command in READERS:
         done = run_cli(command[0], str(run), *command[1:], cwd=tmp_path)
@@ -233,6 +239,16 @@ def test_a_bad_log_line_is_skipped_with_one_warning(tmp_path, log, line, problem
         outputs[command[0]] = done.stdout
     summary = json.loads(outputs["status"])
     assert (summary["trials"], summary["epochs_done"]) == (8, 20)  # as if the line were not there
+
+
+def test_a_line_cut_mid_character_is_a_torn_line(tmp_path):
+    """A non-UTF-8 line is what a kill mid-character leaves: skipped silently (status refused the whole run)."""
+    run = make_run(tmp_path / "run")
+    with open(run / "epochs.jsonl", "ab") as file:
+        file.write('{"trial_id": "7a1b2_00002", "name": "\u00e9'.encode()[:-1] + b"\n")
+    done = run_cli("status", str(run), "--json", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert json.loads(done.stdout)["epochs_done"] == 20
 
 
 @pytest.mark.parametrize("key, value, expected", [

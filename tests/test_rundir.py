@@ -77,6 +77,40 @@ def test_bad_lines_are_skipped_with_one_warning_per_log(tmp_path, caplog):
     assert read_jsonl(log) == [good, {"number": 0, "epoch": 2}, {**good, "epoch": "three"}, {**good, "epoch": 2}]
 
 
+GOOD_EPOCH = {"trial_id": "a", "number": 0, "epoch": 1, "val_error": 0.5}
+
+
+@pytest.mark.parametrize("bad, problem", [
+    (b'{"trial_id": "a", "epoch": 1' + b"0" * 400 + b"}",
+     "'epoch' must be int, got 100000000000000000...0000000000000000000"),
+    (b'{"trial_id": "a", "epoch": 2, "params": 1' + b"0" * 400 + b"}", "'params' must be float | None, got 1000"),
+    (b'{"trial_id": "a", "epoch": 2, "number": 9223372036854775808}', "'number' must be int | None"),
+    (b'{"trial_id": "a", "epoch": 1' + b"0" * 5000 + b"}", "a number too long to read"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"trial_id": "a", "epoch": 2, "extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+    (b'{"trial_id": ["a"], "epoch": 2}', "'trial_id' must be str, got ['a']"),
+])
+def test_every_class_of_bad_line_is_skipped_with_a_warning(tmp_path, caplog, bad, problem):
+    log = tmp_path / "epochs.jsonl"
+    second = {**GOOD_EPOCH, "epoch": 2}
+    log.write_bytes(json.dumps(GOOD_EPOCH).encode() + b"\n" + bad + b"\n" + json.dumps(second).encode())
+    with caplog.at_level(logging.WARNING):
+        assert read_jsonl(log, EPOCH_SCHEMA) == [GOOD_EPOCH, second]
+    assert len(caplog.messages) == 1 and caplog.messages[0].startswith(
+        f"wrn-search: warning: {log}: skipped 1 bad line(s) (line 2: {problem}"), caplog.messages
+
+
+@pytest.mark.parametrize("torn", [b'{"trial_id": "a", "ep', '{"name": "\u00e9'.encode()[:-1], b"\xff\xfe\x00garbage"])
+def test_a_torn_or_non_utf8_line_is_skipped_silently(tmp_path, caplog, torn):
+    """A kill can cut a line mid-character: it is a torn line, not a reason to refuse the run."""
+    log = tmp_path / "epochs.jsonl"
+    good = json.dumps(GOOD_EPOCH).encode()
+    log.write_bytes(good + b"\n" + torn + b"\n" + good + b"\n")
+    with caplog.at_level(logging.WARNING):
+        assert read_jsonl(log, EPOCH_SCHEMA) == [GOOD_EPOCH, GOOD_EPOCH]
+    assert caplog.messages == []
+
+
 @pytest.mark.parametrize("content", [b"", b"not a database, just text\n" * 200])
 def test_a_reader_refuses_a_study_file_without_a_study_and_leaves_it_as_it_was(tmp_path, content):
     path = tmp_path / "study.db"

@@ -141,3 +141,29 @@ def test_asynchronous_decisions_and_persistence(tmp_path):
 def test_bad_scheduler_settings(kwargs):
     with pytest.raises(ValueError):
         SuccessiveHalving(["val_error"], max_t=10, **{"grace_period": 1, "reduction_factor": 3, **kwargs})
+
+
+@pytest.mark.parametrize("bad", [
+    b'{"milestone": 1, "values": [0.2, 100], "stopped": false}',  # no trial_id
+    b'{"milestone": 1, "trial_id": "x", "values": [0.2, 100]}',  # no stopped
+    b'{"milestone": "one", "trial_id": "x", "values": [0.2, 100], "stopped": false}',
+    b'{"milestone": 1' + b'0' * 400 + b', "trial_id": "x", "values": [0.2, 100], "stopped": false}',
+    b'{"milestone": 1, "trial_id": "x", "values": [1' + b'0' * 400 + b', 100], "stopped": false}',
+    b'{"milestone": 1, "trial_id": "x", "values": [0.2], "stopped": false}',  # another objective count
+    b'{"milestone": 1, "trial_id": "x", "values": "0.2", "stopped": false}',
+    b'[' * 100_000 + b']' * 100_000,
+    b'\xff\xfe not utf-8',
+    b'not json at all',
+    b'[1, 2]',
+])
+def test_a_bad_decision_line_is_skipped_and_the_rest_replayed(tmp_path, bad):
+    """A resume replays the good decisions around one malformed line (it raised KeyError: 'trial_id')."""
+    log = tmp_path / "scheduler.jsonl"
+    first = SuccessiveHalving(["val_error", "params"], max_t=9, grace_period=1, reduction_factor=3, log_path=log)
+    first.decide("a", 1, (0.5, 1000))
+    with open(log, "ab") as file:
+        file.write(bad + b"\n")
+    first.decide("c", 1, (0.6, 2000))
+    restored = SuccessiveHalving(["val_error", "params"], max_t=9, grace_period=1, reduction_factor=3, log_path=log)
+    assert restored.rungs["1"] == {"a": [0.5, 1000], "c": [0.6, 2000]}
+    assert restored.stopped["1"] == ["c"]

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import reprlib
 import sqlite3
+import sys
 import tempfile
 import types
 import typing
@@ -223,12 +225,16 @@ class LogSchema:
                 return f"no {key!r}"
         for key, hint in self.types.items():
             if key in record and not _has_type(record[key], hint):
-                return f"{key!r} must be {_type_name(hint)}, got {record[key]!r}"
+                return f"{key!r} must be {_type_name(hint)}, got {reprlib.repr(record[key])}"
         return None
 
 
-#: A JSON number (``NaN`` and ``Infinity`` included, and integers of any size).
-Number = int | float
+#: A JSON number (``NaN`` and ``Infinity`` included): an integer that a float holds, or a float.
+Number = float
+#: The integers an ``int`` field may hold (pandas keeps counts as int64); JSON allows any number of digits.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: The largest integer a float holds (``float(10**400)`` raises OverflowError).
+FLOAT_MAX = int(sys.float_info.max)
 #: The fields of ``epochs.jsonl`` that the results, the curves and the epoch count read.
 EPOCH_SCHEMA = LogSchema(
     types={"trial_id": str, "number": int | None, "name": str | None, "epoch": int, "val_error": Number | None,
@@ -242,6 +248,11 @@ TRIAL_SCHEMA = LogSchema(
            "val_error": Number | None, "params": Number | None, "macs": Number | None, "started": Number | None,
            "time": Number | None},
     required=("number",),
+)
+#: The fields of ``scheduler.jsonl`` (one rung decision a line) that a resumed scheduler replays.
+SCHEDULER_SCHEMA = LogSchema(
+    types={"milestone": int, "trial_id": str, "values": list[Number], "stopped": bool},
+    required=("milestone", "trial_id", "values", "stopped"),
 )
 
 _log = logging.getLogger(__name__)
@@ -259,12 +270,17 @@ def read_jsonl(path: Path, schema: LogSchema | None = None) -> list[dict]:
     if not path.is_file():
         return []
     records, bad = [], []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):  # torn by a kill (mid-character, too)
             continue
-        problem = "not a JSON object" if not isinstance(record, dict) else schema and schema.problem(record)
+        except RecursionError:
+            record, problem = None, "nested too deeply"
+        except ValueError:  # Python reads no integer of over 4300 digits
+            record, problem = None, "a number too long to read"
+        else:
+            problem = "not a JSON object" if not isinstance(record, dict) else schema and schema.problem(record)
         if problem:
             bad.append(f"line {number}: {problem}")
         else:
@@ -289,7 +305,11 @@ def _has_type(value: typing.Any, hint: typing.Any) -> bool:
         return isinstance(value, list) and all(_has_type(member, item) for member in value)
     if hint is type(None):
         return value is None
-    return is_int(value) if hint is int else isinstance(value, hint)
+    if hint is int:
+        return is_int(value) and INT64_MIN <= value <= INT64_MAX
+    if hint is float and is_int(value):  # an integer where a float belongs must be one (10**400 is not)
+        return abs(value) <= FLOAT_MAX
+    return isinstance(value, hint)
 
 
 def _type_name(hint: typing.Any) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from .pareto import Point, promotion_order
-from .rundir import append_jsonl, read_jsonl
+from .rundir import SCHEDULER_SCHEMA, append_jsonl, read_jsonl
 
 
 def promotes(candidate: int, points: Sequence[Point], reduction_factor: float) -> bool:
@@ -91,12 +91,18 @@ class SuccessiveHalving(FIFOScheduler):
         return True
 
     def _load(self) -> None:
-        """Start the rungs empty, or from the decision log when a resumed search first uses them."""
+        """Start the rungs empty, or from the decision log when a resumed search first uses them.
+
+        A bad line (torn, hand-edited, of other objectives) is skipped, as every log reader does: one
+        decision lost means that trial is judged again at that rung, never a resume that cannot start.
+        """
         if self._rungs is not None:
             return
         self._rungs = {str(m): {} for m in self.milestones}
         self._stopped = {str(m): [] for m in self.milestones}
-        for record in read_jsonl(Path(self.log_path)) if self.log_path else ():
+        for record in read_jsonl(Path(self.log_path), SCHEDULER_SCHEMA) if self.log_path else ():
+            if len(record["values"]) != len(self.objectives):
+                continue
             milestone, trial_id = str(record["milestone"]), record["trial_id"]
             self._rungs.setdefault(milestone, {})[trial_id] = record["values"]
             if record["stopped"]:
