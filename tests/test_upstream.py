@@ -35,8 +35,9 @@ PRIVATE: dict[str, tuple[str, ...]] = {
     "optuna.samplers.TPESampler": ("_sample", "_constant_liar", "_gamma", "_rng.rng", "_n_ei_candidates",
                                    "_build_parzen_estimator", "_compare", "_compute_acquisition_func"),
     "optuna.samplers._tpe.sampler": ("default_gamma", "default_gamma_multiobjective"),
-    # search.py: Tuner.restore takes no RunConfig, so a resume's callbacks and verbosity join the restored one.
-    "ray.tune.Tuner": ("_local_tuner.get_run_config",),
+    # search.py: Tuner.restore takes no RunConfig, so a resume's callbacks and verbosity join the restored one;
+    # the watchdog gets the (restored) search algorithm from the tuner's TuneConfig.
+    "ray.tune.Tuner": ("_local_tuner.get_run_config", "_local_tuner._tune_config"),
     # cluster.py: keep loopback addresses as given, send the token to an explicit address, probe the GCS.
     "ray._private.ray_constants": ("ENABLE_RAY_CLUSTER",),
     "ray._private.services": ("canonicalize_bootstrap_address",),

@@ -33,6 +33,11 @@ AUTH_MODE_ENV = "RAY_AUTH_MODE"
 #: Where Ray looks for the token, in its order.
 TOKEN_SOURCES = "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
 RAY_INIT_OPTIONS = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False}
+#: How long Tune waits for a trial's thread to end before reusing its actor for the next trial (read by
+#: the trial processes). Tune's default, 2 s, runs out on a busy node, and Tune then loses the new trial
+#: (wrn_search.watchdog); a value set in the driver's environment is passed on instead.
+REUSE_TIMEOUT_ENV = "TUNE_FUNCTION_THREAD_TIMEOUT_S"
+REUSE_TIMEOUT_S = 60
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -58,7 +63,12 @@ def ray_session(address: str | None) -> Iterator[None]:
 def start_local() -> None:
     """A Ray of this machine alone, listening on 127.0.0.1 only."""
     with loopback_kept():
-        ray.init(address="local", _node_ip_address=LOOPBACK, **RAY_INIT_OPTIONS)
+        ray.init(address="local", _node_ip_address=LOOPBACK, runtime_env=trial_environment(), **RAY_INIT_OPTIONS)
+
+
+def trial_environment() -> dict:
+    """The runtime environment of this job's trial processes, on every node: the actor reuse timeout."""
+    return {"env_vars": {REUSE_TIMEOUT_ENV: os.environ.get(REUSE_TIMEOUT_ENV, str(REUSE_TIMEOUT_S))}}
 
 
 def join(address: str) -> None:
@@ -74,7 +84,7 @@ def join(address: str) -> None:
         send_token_if_any()
         check_token(gcs_address, where)
         try:
-            ray.init(address=gcs_address, **RAY_INIT_OPTIONS)
+            ray.init(address=gcs_address, runtime_env=trial_environment(), **RAY_INIT_OPTIONS)
         except (ConnectionError, RuntimeError, ValueError) as error:
             ray.shutdown()
             hint = "; install the same Ray and Python on every node" if "Version mismatch" in str(error) else ""

@@ -34,6 +34,7 @@ from .checkpoints import storage_fs, trial_dirname
 from .cluster import ray_session
 from .dashboards.report import REPORT_FILE, write_report
 from .data import Dataset
+from .errors import SearchStalled
 from .lock import LOCK_FILE, run_dir_lock
 from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_FILE, TUNE_DIR, RunManifest,
                      append_jsonl, epoch_record, open_storage)
@@ -45,6 +46,7 @@ from .searcher import StudySearcher, search_algorithm
 from .space import SearchSpace, load_space
 from .trainable import train_trial
 from .progress import ProgressLine, announce
+from .watchdog import SearchWatchdog
 
 DEFAULT_STORAGE_PATH = "wrn-runs"
 #: Retries of a crashed trial (from its last checkpoint) before the study is told FAIL.
@@ -244,7 +246,8 @@ def fit(tuner: tune.Tuner, run_dir: Path, manifest: RunManifest, callbacks: Sequ
     from one read of the run, and return that read; say so, and how to continue, if it did not end."""
     # Tuner.restore takes no RunConfig: this session's callbacks and verbosity join the restored one here.
     run_config = tuner._local_tuner.get_run_config()
-    run_config.callbacks = [*(run_config.callbacks or []), *callbacks]
+    watchdog = SearchWatchdog(tuner._local_tuner._tune_config.search_alg)
+    run_config.callbacks = [*(run_config.callbacks or []), watchdog, *callbacks]
     run_config.verbose = verbose
     ray_output = environment(TUNE_NEW_OUTPUT_ENV, "0") if not verbose else nullcontext()
     with interrupt_gracefully() as interrupted, ray_output:
@@ -260,10 +263,13 @@ def fit(tuner: tune.Tuner, run_dir: Path, manifest: RunManifest, callbacks: Sequ
     results = RunResults.load(run_dir)
     write_results(results)
     write_report(results, run_dir / REPORT_FILE)
+    finished = len(results.trials) - results.unfinished
     if interrupted.is_set():
-        finished = len(results.trials) - results.unfinished
         raise SearchInterrupted(f"interrupted: {finished} of {manifest.samples} trials finished, "
                                 f"{results.unfinished} unfinished; continue with: wrn-search resume {run_dir}")
+    if watchdog.stalled:
+        raise SearchStalled(f"{watchdog.stalled}: {finished} of {manifest.samples} trials finished; "
+                            f"continue with: wrn-search resume {run_dir}")
     return results
 
 

@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from .. import __version__
+from ..errors import SearchStalled
 
 #: Subcommand name -> module in this package.
 COMMANDS = {
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:  # a search says what finished and how to continue
         print(f"wrn-search {args.command}: {interrupt or 'interrupted'}", file=sys.stderr)
         return 130
+    except SearchStalled as stalled:
+        print(f"wrn-search {args.command}: {stalled}", file=sys.stderr)
+        return stalled.exit_code
 
 
 if __name__ == "__main__":
