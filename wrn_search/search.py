@@ -16,7 +16,6 @@ import shlex
 import shutil
 import signal
 import sys
-import threading
 import time
 import uuid
 import warnings
@@ -34,6 +33,7 @@ from .checkpoints import storage_fs, trial_dirname
 from .cluster import ray_session
 from .dashboards.report import REPORT_FILE, write_report
 from .data import Dataset
+from .interrupts import environment, interrupt_gracefully, stoppable
 from .errors import SearchStalled
 from .lock import LOCK_FILE, run_dir_lock
 from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_FILE, TUNE_DIR, RunManifest,
@@ -51,8 +51,6 @@ from .watchdog import SearchWatchdog
 DEFAULT_STORAGE_PATH = "wrn-runs"
 #: Retries of a crashed trial (from its last checkpoint) before the study is told FAIL.
 MAX_FAILURES = 2
-#: Tune's switch for its own SIGINT handler (documented in Tune's environment variables).
-TUNE_SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"
 #: Tune's switch between its output engines (``RunConfig.verbose``'s docs). The new one prints a box naming
 #: internal classes and a TensorBoard hint with a temporary path even at verbose 0; the old one is silent then.
 TUNE_NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
@@ -157,7 +155,12 @@ def build_tuner(space: SearchSpace, run_dir: Path, manifest: RunManifest, traina
 
 
 class SearchInterrupted(KeyboardInterrupt):
-    """Ctrl-C ended the search; the message says what finished and how to continue (exit 130)."""
+    """Ctrl-C or SIGTERM ended the search; the message says what finished and how to continue
+    (exit 128 + ``signum``: 130 or 143)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum
 
 
 class RunDirUnwritable(OSError):
@@ -177,47 +180,6 @@ def unwritable_error(error: BaseException) -> OSError | None:
             return error
         error = error.__cause__ or error.__context__
     return None
-
-
-@contextmanager
-def interrupt_gracefully() -> Iterator[threading.Event]:
-    """Ctrl-C stops Tune the way its own handler does (a last snapshot), and is remembered.
-
-    Tune's SIGINT handler says nothing to its caller (``fit`` returns as if done), so
-    ours sets the event and hands the stop to Tune's SIGUSR1 handler. A second Ctrl-C,
-    or one before Tune is listening, raises ``KeyboardInterrupt`` at once.
-    """
-    interrupted = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield interrupted
-        return
-
-    def handler(signum, frame):
-        if interrupted.is_set() or signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, signal.SIG_IGN, None):
-            raise KeyboardInterrupt
-        interrupted.set()
-        os.kill(os.getpid(), signal.SIGUSR1)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        with environment(TUNE_SIGINT_ENV, "1"):  # Tune leaves SIGINT to us
-            yield interrupted
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-@contextmanager
-def environment(name: str, value: str) -> Iterator[None]:
-    """``os.environ[name] = value`` for the block, then what it was."""
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
 
 
 @contextmanager
@@ -266,7 +228,8 @@ def fit(tuner: tune.Tuner, run_dir: Path, manifest: RunManifest, callbacks: Sequ
     finished = len(results.trials) - results.unfinished
     if interrupted.is_set():
         raise SearchInterrupted(f"interrupted: {finished} of {manifest.samples} trials finished, "
-                                f"{results.unfinished} unfinished; continue with: wrn-search resume {run_dir}")
+                                f"{results.unfinished} unfinished; continue with: wrn-search resume {run_dir}",
+                                interrupted.signum)
     if watchdog.stalled:
         raise SearchStalled(f"{watchdog.stalled}: {finished} of {manifest.samples} trials finished; "
                             f"continue with: wrn-search resume {run_dir}")
@@ -319,7 +282,7 @@ def run_search(
         if study_storage is not None:
             open_storage(study_storage)
         dataset = load_space_dataset(space)
-        with ray_session(address):
+        with stoppable(ray_session(address)):
             tune_path = f"{tune_storage}/{TUNE_DIR}"
             trainable = build_trainable(space, dataset, tune_path)
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -360,7 +323,7 @@ def resume_search(run_dir: str | Path, samples: int | None = None, address: str 
             manifest.samples, manifest.epoch_budget = budget.samples, budget.epoch_budget
         open_storage(manifest.storage)
         dataset = load_space_dataset(space)
-        with ray_session(address):
+        with stoppable(ray_session(address)):
             manifest.save(run_dir)
             record_command(run_dir, argv)
             trainable = build_trainable(space, dataset, manifest.tune_path)

@@ -3,13 +3,15 @@
 Each command module defines ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``
 and keeps its heavy imports (torch, ray) inside ``run`` so ``--help`` stays fast.
 Bad input raises :class:`ValueError` (or an :class:`OSError` such as a missing or
-unwritable path); ``main`` turns it into one line on stderr and exit code 2.
+unwritable path); ``main`` turns it into one line on stderr and exit code 2. A search stopped by
+Ctrl-C or SIGTERM exits 128 + the signal (130, 143).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from .. import __version__
@@ -55,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrn-search {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:  # a search says what finished and how to continue
-        print(f"wrn-search {args.command}: {interrupt or 'interrupted'}", file=sys.stderr)
-        return 130
+        print(f"wrn-search {args.command}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
+        return 128 + getattr(interrupt, "signum", signal.SIGINT)  # 130 for Ctrl-C, 143 for SIGTERM
     except SearchStalled as stalled:
         print(f"wrn-search {args.command}: {stalled}", file=sys.stderr)
         return stalled.exit_code

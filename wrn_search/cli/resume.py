@@ -18,10 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..interrupts import interrupt_gracefully
     from ..search import resume_search
     from .run import quiet_ray_warnings, show_result
 
     quiet_ray_warnings()
-    results = resume_search(args.run_dir, samples=args.samples, address=args.address,
-                            epoch_budget=args.epoch_budget, verbose=int(args.verbose), progress=not args.quiet)
+    with interrupt_gracefully():  # from the start: a stop while the data loads stops the search once it runs
+        results = resume_search(args.run_dir, samples=args.samples, address=args.address,
+                                epoch_budget=args.epoch_budget, verbose=int(args.verbose), progress=not args.quiet)
     return show_result(results, args.json)

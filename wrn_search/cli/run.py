@@ -59,6 +59,7 @@ def quiet_ray_warnings() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..interrupts import interrupt_gracefully
     from ..search import run_search
     from ..space import load_space
 
@@ -67,9 +68,10 @@ def run(args: argparse.Namespace) -> int:
         ("seed", args.seed), ("gpus_per_trial", args.gpus_per_trial), ("cpus_per_trial", args.cpus_per_trial),
     ) if value is not None}
     quiet_ray_warnings()
-    space = load_space(args.space).with_overrides(**overrides)
-    results = run_search(space, name=args.name, storage_path=args.storage_path, address=args.address,
-                         study_storage=args.study_storage, verbose=int(args.verbose), progress=not args.quiet)
+    with interrupt_gracefully():  # from the start: a stop while the data loads stops the search once it runs
+        space = load_space(args.space).with_overrides(**overrides)
+        results = run_search(space, name=args.name, storage_path=args.storage_path, address=args.address,
+                             study_storage=args.study_storage, verbose=int(args.verbose), progress=not args.quiet)
     return show_result(results, args.json)
 
 
