@@ -57,16 +57,13 @@ def reached(run_dir) -> dict[int, int]:
     return reached
 
 
-def assert_continued(run_dir, before: dict[int, int], lines_before: int, epochs: int) -> None:
-    """No trial that had logged an epoch before a kill trains that epoch, or any earlier one, again.
-
-    A trial that had trained its last epoch but was not yet recorded as finished reports it once more.
-    """
+def assert_continued(run_dir, before: dict[int, int], lines_before: int) -> None:
+    """No trial that had logged an epoch before a kill trains that epoch, or any earlier one, again, or logs it
+    again (a trial that had trained its last epoch but was not yet recorded as finished reports it once more)."""
     after = read_jsonl(run_dir / "epochs.jsonl")[lines_before:]
     for number, epoch in before.items():
         again = [r["epoch"] for r in after if r["number"] == number]
-        assert not again or again[0] > epoch or again == [epoch] == [epochs], \
-            f"trial {number} reached epoch {epoch}, then trained {again}"
+        assert not again or again[0] > epoch, f"trial {number} reached epoch {epoch}, then logged {again}"
 
 
 def test_kills_interrupts_and_a_lagging_snapshot_lose_no_work(tmp_path):
@@ -107,7 +104,7 @@ def test_kills_interrupts_and_a_lagging_snapshot_lose_no_work(tmp_path):
     old_snapshot = snapshot.read_text()
     wait_for(lambda: len(read_jsonl(run_dir / "epochs.jsonl")) > lines_before + 6, 240, "more epochs")
     signal_group(resume, signal.SIGKILL)
-    assert_continued(run_dir, before, lines_before, epochs)
+    assert_continued(run_dir, before, lines_before)
     max((run_dir / "tune").glob("experiment_state-*.json")).write_text(old_snapshot)
 
     # One writer at a time: a resume while another process holds the run directory is refused.
@@ -123,7 +120,7 @@ def test_kills_interrupts_and_a_lagging_snapshot_lose_no_work(tmp_path):
     resumed = run_cli("resume", str(run_dir), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "FileNotFoundError" not in resumed.stderr and "does not exist on storage" not in resumed.stderr
-    assert_continued(run_dir, before, lines_before, epochs)
+    assert_continued(run_dir, before, lines_before)
     study = study_of(run_dir)
     assert len(study.trials) == samples and all(t.state.name == "COMPLETE" for t in study.trials)
     results = pd.read_csv(run_dir / "results.csv")

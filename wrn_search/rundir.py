@@ -239,7 +239,7 @@ FLOAT_MAX = int(sys.float_info.max)
 EPOCH_SCHEMA = LogSchema(
     types={"trial_id": str, "number": int | None, "name": str | None, "epoch": int, "val_error": Number | None,
            "epoch_seconds": Number | None, "params": Number | None, "macs": Number | None, "outcome": str,
-           "time": Number},
+           "time": Number, "retrained": bool},
     required=("trial_id", "epoch"),
 )
 #: The fields of ``trials.jsonl`` that the results read.
@@ -328,6 +328,45 @@ def epoch_record(trial_id: str, config: dict, result: dict, resources: dict, now
     record["resources"] = resources
     record["time"] = now
     return record
+
+
+#: What an epoch's training produced: a line equal in these is the same epoch reported again.
+TRAINED_KEYS = tuple(key for key in EPOCH_KEYS if key != "node_id")
+
+
+class EpochLog:
+    """``epochs.jsonl``, appended once per trained epoch of a study trial.
+
+    A trial that finished just before a driver kill reports its last epoch again when the run resumes:
+    the same line, not logged twice. An epoch trained again (a trial restored from an older checkpoint
+    than its newest) is logged again with ``"retrained": true``; readers keep the last line.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._logged = {_epoch_key(record): _trained(record) for record in read_jsonl(self.path, EPOCH_SCHEMA)}
+
+    def append(self, record: dict) -> bool:
+        """Log ``record`` (fsynced) unless the same epoch was logged with the same results; whether it was."""
+        key, trained = _epoch_key(record), _trained(record)
+        if key in self._logged:
+            if self._logged[key] == trained:
+                return False
+            record = {**record, "retrained": True}
+        append_jsonl(self.path, record)
+        self._logged[key] = trained
+        return True
+
+
+def _epoch_key(record: dict) -> tuple:
+    """The study trial (Ray's trial id where there is no study number) and epoch a line is about."""
+    number = record.get("number")
+    return (record["trial_id"] if number is None else number, record["epoch"])
+
+
+def _trained(record: dict) -> str:
+    """What the epoch's training produced, as JSON (NaN equals NaN there)."""
+    return json.dumps([record.get(key) for key in TRAINED_KEYS], default=_jsonable)
 
 
 def count_epoch(trained: dict[str, int], trial_id: str, epoch: int | None) -> None:

@@ -37,7 +37,7 @@ from .interrupts import environment, interrupt_gracefully, stoppable
 from .errors import SearchStalled
 from .lock import LOCK_FILE, run_dir_lock
 from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_FILE, TUNE_DIR, RunManifest,
-                     append_jsonl, epoch_record, open_storage)
+                     EpochLog, epoch_record, open_storage)
 from .resources import trial_resources
 from .results import RunResults, write_results
 from .schedulers import SuccessiveHalving
@@ -57,14 +57,30 @@ TUNE_NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
 
 
 class EpochLogger(tune.Callback):
-    """Appends every reported epoch to ``epochs.jsonl`` on the driver, fsynced: the durable curves."""
+    """Appends every trained epoch to ``epochs.jsonl`` once, on the driver, fsynced: the durable curves.
+
+    Saved with the experiment and restored by ``resume``: each session reads the log again
+    (:class:`~wrn_search.rundir.EpochLog`), so an epoch reported again after a kill is not logged twice.
+    """
 
     def __init__(self, run_dir: str | Path):
         self.path = str(Path(run_dir) / EPOCH_LOG)
+        self._log: EpochLog | None = None
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path}  # what was logged is read from the log, not from the snapshot
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(Path(state["path"]).parent)
+
+    def setup(self, **info) -> None:
+        self._log = EpochLog(self.path)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        append_jsonl(Path(self.path), epoch_record(trial.trial_id, trial.config, result,
-                                                   trial.placement_group_factory.required_resources, time.time()))
+        if self._log is None:
+            self.setup()
+        self._log.append(epoch_record(trial.trial_id, trial.config, result,
+                                      trial.placement_group_factory.required_resources, time.time()))
 
 
 def make_scheduler(space: SearchSpace, run_dir: Path | None) -> TrialScheduler | None:

@@ -1,0 +1,58 @@
+"""epochs.jsonl holds every trained epoch once: a report repeated after a resume is not logged again,
+an epoch trained again is marked."""
+
+from __future__ import annotations
+
+import pickle
+from types import SimpleNamespace
+
+from wrn_search.rundir import EPOCH_SCHEMA, read_jsonl
+from wrn_search.search import EpochLogger
+
+
+def result(epoch: int, seconds: float = 0.5, val_error: float = 0.25) -> dict:
+    return {"epoch": epoch, "train_loss": 0.4, "val_error": val_error, "val_loss": float("nan"), "lr": 0.1,
+            "images_per_s": 900.0, "epoch_seconds": seconds, "params": 5000, "macs": 9000,
+            "outcome": "completed", "node_id": "n1"}
+
+
+def trial(trial_id: str, number: int) -> SimpleNamespace:
+    return SimpleNamespace(trial_id=trial_id, config={"number": number, "name": "WRN-10-1"},
+                           placement_group_factory=SimpleNamespace(required_resources={"CPU": 1}))
+
+
+def logged(run_dir) -> list[tuple]:
+    records = read_jsonl(run_dir / "epochs.jsonl", EPOCH_SCHEMA)
+    return [(record["number"], record["epoch"], record.get("retrained", False)) for record in records]
+
+
+def session(run_dir) -> EpochLogger:
+    """The logger as a resumed session gets it: unpickled from Tune's snapshot, then set up by Tune."""
+    logger = pickle.loads(pickle.dumps(EpochLogger(run_dir)))
+    logger.setup()
+    return logger
+
+
+def test_the_last_epoch_reported_again_after_a_resume_is_logged_once(tmp_path):
+    first = session(tmp_path)
+    for epoch in (1, 2, 3):
+        first.on_trial_result(epoch, [], trial("a0", 0), result(epoch))
+    # The driver was killed before Tune recorded the trial's end; the resumed trial reports epoch 3 again,
+    # from another node and as a new Ray trial of the same study trial.
+    second = session(tmp_path)
+    second.on_trial_result(1, [], trial("b7", 0), {**result(3), "node_id": "n2"})
+    second.on_trial_result(1, [], trial("b7", 0), result(3))
+    assert logged(tmp_path) == [(0, 1, False), (0, 2, False), (0, 3, False)]
+
+
+def test_an_epoch_trained_again_is_logged_and_marked(tmp_path):
+    first = session(tmp_path)
+    for epoch in (1, 2, 3):
+        first.on_trial_result(epoch, [], trial("a0", 0), result(epoch))
+    first.on_trial_result(1, [], trial("a1", 1), result(1))
+    second = session(tmp_path)  # restored from the epoch-1 checkpoint: epochs 2 and 3 train again
+    second.on_trial_result(1, [], trial("a0", 0), result(2, seconds=0.7))
+    second.on_trial_result(2, [], trial("a0", 0), result(3, seconds=0.6, val_error=0.2))
+    second.on_trial_result(1, [], trial("a1", 1), result(2))
+    assert logged(tmp_path) == [(0, 1, False), (0, 2, False), (0, 3, False), (1, 1, False),
+                                (0, 2, True), (0, 3, True), (1, 2, False)]
