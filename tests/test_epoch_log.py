@@ -1,13 +1,17 @@
 """epochs.jsonl holds every trained epoch once: a report repeated after a resume is not logged again,
-an epoch trained again is marked."""
+an epoch trained again is marked, an epoch whose line a kill lost comes from the trial's checkpoint."""
 
 from __future__ import annotations
 
 import pickle
 from types import SimpleNamespace
 
-from wrn_search.rundir import EPOCH_SCHEMA, read_jsonl
+import torch
+
+from wrn_search.checkpoints import dirname, write_epoch
+from wrn_search.rundir import EPOCH_SCHEMA, RunManifest, read_jsonl
 from wrn_search.search import EpochLogger
+from wrn_search.train import CHECKPOINT_FILE
 
 
 def result(epoch: int, seconds: float = 0.5, val_error: float = 0.25) -> dict:
@@ -56,3 +60,20 @@ def test_an_epoch_trained_again_is_logged_and_marked(tmp_path):
     second.on_trial_result(1, [], trial("a1", 1), result(2))
     assert logged(tmp_path) == [(0, 1, False), (0, 2, False), (0, 3, False), (1, 1, False),
                                 (0, 2, True), (0, 3, True), (1, 2, False)]
+
+
+def test_an_epoch_whose_line_a_kill_lost_is_taken_from_the_checkpoint(tmp_path):
+    """The driver died after the trial checkpointed epoch 3 but before it logged it; the trial continues at 4."""
+    RunManifest(name="r", study_name="r-1", storage="sqlite:///x.db", objectives=["val_error"],
+                directions=["minimize"], tune_path=str(tmp_path / "tune"), dataset="digits", epochs=4,
+                samples=1).save(tmp_path)
+    folder = tmp_path / "tune" / dirname(trial("a0", 0).config, "a0") / "checkpoint_000002"
+    folder.mkdir(parents=True)
+    torch.save({"history": [{**result(epoch), "node_id": None} for epoch in (1, 2, 3)]}, folder / CHECKPOINT_FILE)
+    write_epoch(folder, 3)
+    first = session(tmp_path)
+    for epoch in (1, 2):
+        first.on_trial_result(epoch, [], trial("a0", 0), result(epoch))
+    session(tmp_path).on_trial_result(1, [], trial("b1", 0), result(4))
+    assert logged(tmp_path) == [(0, 1, False), (0, 2, False), (0, 3, False), (0, 4, False)]
+    assert read_jsonl(tmp_path / "epochs.jsonl")[2]["val_error"] == result(3)["val_error"]

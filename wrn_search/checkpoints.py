@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.fs
+import torch
 from ray import tune
 
 from .train import CHECKPOINT_FILE
@@ -121,6 +122,17 @@ class TrialCheckpoints:
         """The checkpoint's weights file as a local path (downloaded from remote storage)."""
         with tune.Checkpoint(checkpoint.path, filesystem=self.fs).as_directory() as directory:
             yield Path(directory) / CHECKPOINT_FILE
+
+    def history(self) -> list[dict]:
+        """The metrics of every epoch up to the newest checkpoint that loads (the trainer keeps them in it)."""
+        for checkpoint in self.newest_first():
+            try:
+                with self.local(checkpoint) as path:
+                    state = torch.load(path, map_location="cpu", weights_only=True)
+                return list(state["history"])
+            except Exception:  # noqa: BLE001, S112 - torn by a kill, or not a trainer's: the next newest
+                continue
+        return []
 
     def prune(self, trial_dir: str, keep: int = KEEP) -> None:
         """Delete the weights of all but the newest ``keep`` checkpoints of ``trial_dir``; keep the folders."""

@@ -344,7 +344,16 @@ class EpochLog:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._logged = {_epoch_key(record): _trained(record) for record in read_jsonl(self.path, EPOCH_SCHEMA)}
+        self._logged: dict[tuple, str] = {}
+        self._highest: dict = {}  # study trial -> its highest logged epoch
+        for record in read_jsonl(self.path, EPOCH_SCHEMA):
+            self._remember(record)
+
+    def missing(self, record: dict) -> range:
+        """The epochs between the trial's highest logged one and ``record``'s: a kill between a trial's checkpoint
+        and the driver's line loses that line, and the trial then continues from the checkpoint."""
+        trial, epoch = _epoch_key(record)
+        return range(self._highest[trial] + 1, epoch) if trial in self._highest else range(0)
 
     def append(self, record: dict) -> bool:
         """Log ``record`` (fsynced) unless the same epoch was logged with the same results; whether it was."""
@@ -354,8 +363,13 @@ class EpochLog:
                 return False
             record = {**record, "retrained": True}
         append_jsonl(self.path, record)
-        self._logged[key] = trained
+        self._remember(record)
         return True
+
+    def _remember(self, record: dict) -> None:
+        trial, epoch = key = _epoch_key(record)
+        self._logged[key] = _trained(record)
+        self._highest[trial] = max(self._highest.get(trial, epoch), epoch)
 
 
 def _epoch_key(record: dict) -> tuple:

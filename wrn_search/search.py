@@ -29,7 +29,7 @@ import pyarrow.fs
 from ray import tune
 from ray.tune.schedulers import HyperBandScheduler, MedianStoppingRule, TrialScheduler
 
-from .checkpoints import storage_fs, trial_dirname
+from .checkpoints import TrialCheckpoints, storage_fs, trial_dirname
 from .cluster import ray_session
 from .dashboards.report import REPORT_FILE, write_report
 from .data import Dataset
@@ -60,7 +60,8 @@ class EpochLogger(tune.Callback):
     """Appends every trained epoch to ``epochs.jsonl`` once, on the driver, fsynced: the durable curves.
 
     Saved with the experiment and restored by ``resume``: each session reads the log again
-    (:class:`~wrn_search.rundir.EpochLog`), so an epoch reported again after a kill is not logged twice.
+    (:class:`~wrn_search.rundir.EpochLog`), so an epoch reported again after a kill is not logged twice,
+    and an epoch whose line a kill lost is taken from the trial's checkpoint, which keeps every epoch's metrics.
     """
 
     def __init__(self, run_dir: str | Path):
@@ -79,8 +80,18 @@ class EpochLogger(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if self._log is None:
             self.setup()
-        self._log.append(epoch_record(trial.trial_id, trial.config, result,
-                                      trial.placement_group_factory.required_resources, time.time()))
+        resources = trial.placement_group_factory.required_resources
+        record = epoch_record(trial.trial_id, trial.config, result, resources, time.time())
+        lost = self._log.missing(record)
+        if lost and record["number"] is not None:
+            trained = {metrics.get("epoch"): metrics for metrics in self._checkpoints(record["number"]).history()}
+            for epoch in lost:
+                if epoch in trained:
+                    self._log.append(epoch_record(trial.trial_id, trial.config, trained[epoch], resources, time.time()))
+        self._log.append(record)
+
+    def _checkpoints(self, number: int) -> TrialCheckpoints:
+        return TrialCheckpoints(RunManifest.load(Path(self.path).parent).tune_path, number)
 
 
 def make_scheduler(space: SearchSpace, run_dir: Path | None) -> TrialScheduler | None:
