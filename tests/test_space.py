@@ -23,7 +23,7 @@ from wrn_search.spec import SPEC_COLUMNS, WRNSpec, parse_block_type
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-READY = ["quickstart", "cifar10-mobile", "cifar10-2m", "cifar100-10m", "digits-wrn", "paper-block-types", "paper-svhn",
+READY = ["quickstart", "cifar10-mobile", "cifar10-2m", "cifar100-10m", "digits-wrn", "digits-lr", "digits-deep", "paper-block-types", "paper-svhn",
          "paper-width-depth"]
 CIFAR = CostModel.for_dataset(dataset_info("cifar10"))
 
@@ -98,13 +98,17 @@ def test_ready_space_enumeration_is_the_brute_force_feasible_set(name):
     document = space.to_dict()["dimensions"]
     kernels_list = [parse_block_type(text) for text in document.get("block_types", ["B(3,3)"])]
     if "blocks_per_group" in document:  # N given: the depths it means for each block type
-        depths = sorted({3 * n * len(kernels) + 4 for n in document["blocks_per_group"] for kernels in kernels_list})
+        depths = {kernels: [3 * n * len(kernels) + 4 for n in document["blocks_per_group"]]
+                  for kernels in kernels_list}
     else:
         depth = document["depth"]
-        depths = range(depth["min"], depth["max"] + 1) if isinstance(depth, dict) else depth
+        depths = dict.fromkeys(kernels_list, range(depth["min"], depth["max"] + 1) if isinstance(depth, dict)
+                               else depth)
     expected = set()
-    for kernels, d, k in itertools.product(kernels_list, depths, space.widen_factors):
-        if (d - 4) % (3 * len(kernels)) == 0:
+    for kernels in kernels_list:
+        for d, k in itertools.product(depths[kernels], space.widen_factors):
+            if (d - 4) % (3 * len(kernels)) != 0:
+                continue
             spec = WRNSpec.from_depth(d, k, kernels)
             if space.budget.admits(*independent_cost(space, spec.name)):
                 expected.add(spec.name)
