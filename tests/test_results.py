@@ -15,6 +15,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
+from ray.tune.search import SearchGenerator, Searcher
 from run_fixtures import STANDARD_TRIALS, FakeTrial, add_trials, load_study, make_run
 from search_helpers import run_cli, study_of, write_space
 from table_fixtures import write_synthetic_table
@@ -111,7 +112,8 @@ class FinishedTuner:
 
     def __init__(self):
         config = SimpleNamespace(callbacks=None, verbose=0)
-        self._local_tuner = SimpleNamespace(get_run_config=lambda: config)
+        self._local_tuner = SimpleNamespace(get_run_config=lambda: config,
+                                            _tune_config=SimpleNamespace(search_alg=SearchGenerator(Searcher())))
 
     def fit(self) -> None:
         pass

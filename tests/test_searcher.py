@@ -14,7 +14,7 @@ from wrn_search.budget import TrialBudget
 from wrn_search.rundir import RunManifest, append_jsonl, read_jsonl
 from wrn_search.results import load_run
 from wrn_search.rundir import open_storage
-from wrn_search.samplers import RungTPESampler, make_sampler
+from wrn_search.samplers import AskTellGridSampler, DistinctSampler, RungTPESampler, make_sampler
 from wrn_search.searcher import StudySearcher, search_algorithm
 from wrn_search.space import load_space
 
@@ -198,7 +198,9 @@ def test_samplers_and_storages(tmp_path):
     for name, cls in [("tpe", RungTPESampler), ("nsga2", optuna.samplers.NSGAIISampler),
                       ("random", optuna.samplers.RandomSampler), ("qmc", optuna.samplers.QMCSampler),
                       ("gp", optuna.samplers.GPSampler)]:
-        assert isinstance(make_sampler(space.with_overrides(sampler=name, scheduler="none")), cls)
+        sampler = make_sampler(space.with_overrides(sampler=name, scheduler="none"))
+        assert isinstance(sampler, DistinctSampler) and isinstance(sampler.base, cls)
+    assert isinstance(make_sampler(space.with_overrides(sampler="grid", scheduler="none")), AskTellGridSampler)
     journal = open_storage(str(tmp_path / "study.log"))
     assert isinstance(journal, optuna.storages.JournalStorage)
     with pytest.raises(ValueError, match="^study-storage: cannot open"):

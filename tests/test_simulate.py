@@ -54,15 +54,18 @@ def test_a_replayed_trial_reports_the_tables_rows_of_its_config_and_seed(bench):
     assert seed == 1
     curves = load_curves(run_dir)
     study = study_of(run_dir)
-    assert len(study.trials) == 60
+    assert 0 < len(study.trials) <= 60
     for trial in study.trials:
         mine = curves[curves["number"] == trial.number]
         config = {"name": trial.user_attrs["name"], "lr": trial.params["lr"]}
         recorded = table.curve(config, seed)
-        np.testing.assert_array_equal(mine["val_error"].to_numpy(), recorded.val_error[: len(mine)])
-        np.testing.assert_array_equal(mine["epoch_seconds"].to_numpy(), recorded.epoch_seconds[: len(mine)])
+        start = trial.user_attrs.get("start_epoch", 0)  # a trial that continues one stopped there
+        assert mine["epoch"].tolist() == list(range(start + 1, start + len(mine) + 1))
+        np.testing.assert_array_equal(mine["val_error"].to_numpy(), recorded.val_error[start: start + len(mine)])
+        np.testing.assert_array_equal(mine["epoch_seconds"].to_numpy(),
+                                      recorded.epoch_seconds[start: start + len(mine)])
         if trial.state.name == "COMPLETE":
-            assert trial.values[0] == recorded.val_error[-1] and len(mine) == 9
+            assert trial.values[0] == recorded.val_error[-1] and start + len(mine) == 9
 
 
 def test_simulated_time_of_a_trial_is_the_sum_of_its_recorded_epoch_seconds(bench):
@@ -72,7 +75,8 @@ def test_simulated_time_of_a_trial_is_the_sum_of_its_recorded_epoch_seconds(benc
     for end in read_jsonl(run_dir / "trials.jsonl"):
         row = frame[frame["number"] == end["number"]].iloc[0]
         config = {"name": row["name"], "lr": study_of(run_dir).trials[end["number"]].params["lr"]}
-        seconds = table.curve(config, 0).epoch_seconds[: end["epochs"]].sum()
+        start = 0 if np.isnan(row["start_epoch"]) else int(row["start_epoch"])  # only the epochs a continuation trains
+        seconds = table.curve(config, 0).epoch_seconds[start: end["epochs"]].sum()
         assert end["time"] - end["started"] == pytest.approx(seconds, abs=1e-6)
     # Two workers: never more than two trials in flight at any simulated moment.
     spans = sorted((end["started"], end["time"]) for end in read_jsonl(run_dir / "trials.jsonl"))

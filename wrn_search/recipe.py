@@ -27,6 +27,10 @@ DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
 TRAINING_HYPERPARAMETERS = ("lr", "weight_decay", "batch_size")
 #: What a trial config may set on top of the space's recipe: its searched values, and a benchmark table's seed.
 TRIAL_FIELDS = (*TRAINING_HYPERPARAMETERS, "seed")
+#: The keys of a trial config (and user attributes of its study trial) that continues a trial stopped early:
+#: that trial's number, and the epoch it had reached; the new trial trains only the epochs after it.
+CONTINUES = "continues"
+START_EPOCH = "start_epoch"
 #: Config fields that may change between a checkpoint and its resume (where and how fast, not what).
 RUNTIME_FIELDS = frozenset({"precision", "channels_last", "compile", "device", "num_threads"})
 

@@ -20,7 +20,7 @@ from .pareto import pareto_front
 from .spec import SPEC_COLUMNS
 from .rundir import (EPOCH_LOG, EPOCH_SCHEMA, PARETO_CSV, RESULTS_CSV, STUDY_FILE, TRIAL_LOG, TRIAL_SCHEMA,
                      RunManifest, open_storage, read_jsonl, write_atomic)
-from .recipe import TRAINING_HYPERPARAMETERS
+from .recipe import CONTINUES, TRAINING_HYPERPARAMETERS
 
 #: Leading columns of :func:`load_run`; the searched hyperparameters, then user attributes the search adds follow.
 COLUMNS = [
@@ -168,6 +168,9 @@ def _trial_table(run_dir: Path, manifest: RunManifest, curves: pd.DataFrame) -> 
     if "retry_of" in frame:  # an errored trial that a resume re-ran as a new trial
         retried = frame["retry_of"].dropna().astype(int)
         frame.loc[frame["number"].isin(retried), "outcome"] = "retried"
+    if CONTINUES in frame:  # a trial stopped early that a later trial continued from its checkpoint
+        continued = frame[CONTINUES].dropna().astype(int)
+        frame.loc[frame["number"].isin(continued), "outcome"] = "continued"
     leading = COLUMNS + hyperparameter_columns(frame)
     return frame[leading + [c for c in frame.columns if c not in leading]]
 

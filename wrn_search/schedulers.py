@@ -27,6 +27,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from .pareto import Point, promotion_order
 from .rundir import SCHEDULER_SCHEMA, append_jsonl, read_jsonl
+from .recipe import START_EPOCH
 
 
 def promotes(candidate: int, points: Sequence[Point], reduction_factor: float) -> bool:
@@ -130,13 +131,17 @@ class SuccessiveHalving(FIFOScheduler):
             append_jsonl(Path(self.log_path), {"milestone": milestone, "trial_id": trial_id, "values": values,
                                                "stopped": stopped})
 
-    def decide(self, trial_id: str, iteration: float, values: Point) -> str:
-        """Record ``values`` at the rung ``iteration`` reached first and say CONTINUE or STOP."""
+    def decide(self, trial_id: str, iteration: float, values: Point, start: int = 0) -> str:
+        """Record ``values`` at the rung ``iteration`` reached first and say CONTINUE or STOP.
+
+        A trial that continues one stopped early at epoch ``start`` is judged from the next rung
+        on: being asked for again is its promotion past the rungs it had reached.
+        """
         if iteration >= self.max_t:
             return TrialScheduler.CONTINUE  # the trainable ends by itself at its full budget
         for milestone in reversed(self.milestones):
             recorded = self.rungs[str(milestone)]
-            if iteration < milestone:
+            if iteration < milestone or milestone <= start:
                 continue
             stopped = self.stopped[str(milestone)]
             if trial_id in recorded:  # decided at this rung already, e.g. before a driver kill
@@ -153,7 +158,7 @@ class SuccessiveHalving(FIFOScheduler):
         if self.time_attr not in result or any(result.get(key) is None for key in self.objectives):
             return TrialScheduler.CONTINUE
         values = tuple(float(result[key]) for key in self.objectives)
-        return self.decide(trial.trial_id, result[self.time_attr], values)
+        return self.decide(trial.trial_id, result[self.time_attr], values, int(trial.config.get(START_EPOCH, 0)))
 
     def debug_string(self) -> str:
         name = "MO-ASHA" if len(self.objectives) > 1 else "ASHA"

@@ -16,6 +16,7 @@ restore the count is rebuilt from ``epochs.jsonl`` and the budget re-read from `
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Callable
@@ -29,9 +30,11 @@ from ray.tune.search.optuna import OptunaSearch
 from .budget import TrialBudget
 from .rundir import TRIAL_LOG, RunManifest, append_jsonl, count_epoch, open_storage, trained_epochs
 from .samplers import AskTellGridSampler  # noqa: F401  (grid runs pickled before it moved import it from here)
-from .samplers import RUNG_VALUES, START_UP_TRIALS, RungTPESampler, make_sampler
+from .recipe import CONTINUES, START_EPOCH
+from .samplers import RUNG_VALUES, START_UP_TRIALS, DistinctSampler, RungTPESampler, make_sampler
 from .space import SearchSpace
 
+logger = logging.getLogger(__name__)
 
 class StudySearcher(OptunaSearch):
     """``OptunaSearch`` over a :class:`SearchSpace`, with honest trial states, a sample and an epoch budget.
@@ -53,14 +56,18 @@ class StudySearcher(OptunaSearch):
             storage=storage if storage is not None else open_storage(storage_url),
         )
         self._name_metrics()
-        fresh = isinstance(self.study.sampler, RungTPESampler) and not self.study.get_trials(deepcopy=False)
+        sampler = self.study.sampler
+        fresh = (isinstance(getattr(sampler, "base", sampler), RungTPESampler)
+                 and not self.study.get_trials(deepcopy=False))
         #: Architecture parameters of the start-up trials still to ask (saved with the searcher).
         self.start_up = space.spread_over_params(START_UP_TRIALS, space.search.seed) if fresh else []
         self.run_dir = str(run_dir)
         self.budget = budget
         self.full_epochs = space.training.epochs
-        #: The highest epoch each Tune trial id has reported: the epochs spent.
+        #: The highest epoch each Tune trial id has reported.
         self.trained: dict[str, int] = {}
+        #: The epoch each trial that continues a trial stopped early started from (it trained only the rest).
+        self.start_epochs: dict[str, int] = {}
         #: Tune trial ids whose re-run after an error was told as a new trial.
         self.retried: set[str] = set()
         #: When each trial was asked for, by ``clock`` (the simulator replaces it with its own).
@@ -83,14 +90,26 @@ class StudySearcher(OptunaSearch):
 
     @property
     def epochs_spent(self) -> int:
-        return sum(self.trained.values())
+        """Epochs trained: each trial's highest, less the epoch a continuing trial started from."""
+        return sum(epoch - self.start_epochs.get(trial_id, 0) for trial_id, epoch in self.trained.items())
 
     def _out_of_budget(self) -> bool:
-        """Whether a new trial would exceed ``samples`` or the epoch budget, or repeat a visited grid point."""
-        sampler = self.study.sampler
+        """Whether a new trial would exceed ``samples`` or the epoch budget, or every configuration was tried."""
         asked = {trial.number for trial in self._ot_trials.values()}  # a lost trial asked again counts once
-        return (not self.budget.new_trials(len(asked), self.epochs_spent)
-                or (isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(self.study)))
+        return not self.budget.new_trials(len(asked), self.epochs_spent) or self._space_exhausted()
+
+    def _space_exhausted(self) -> bool:
+        """Whether every configuration of a finite space was tried; says so once."""
+        sampler = self.study.sampler
+        if isinstance(sampler, optuna.samplers.GridSampler):
+            return sampler.is_exhausted(self.study)
+        if not (isinstance(sampler, DistinctSampler) and sampler.exhausted(self.study)):
+            return False
+        if not self.__dict__.get("exhausted_said"):
+            self.exhausted_said = True
+            logger.warning("every configuration of the space has been tried (%d trials); no new trial starts",
+                           len(self.study.get_trials(deepcopy=False)))
+        return True
 
     def suggest(self, trial_id: str) -> dict | None:
         if trial_id not in self._ot_trials and self.lost:
@@ -105,7 +124,28 @@ class StudySearcher(OptunaSearch):
         self.started.setdefault(trial_id, self.clock())  # a trial asked again keeps its start
         trial = self._ot_trials[trial_id]
         trial.set_user_attr("trial_id", trial_id)
-        return {**config, "number": trial.number}
+        return {**config, "number": trial.number, **self._continuation(trial_id, trial)}
+
+    def _continuation(self, trial_id: str, trial: optuna.Trial) -> dict:
+        """Where a trial whose configuration was stopped early before goes on from: that trial's number and epoch.
+
+        The trainable loads the stopped trial's checkpoint and trains only the epochs after it; the
+        scheduler judges it from the next rung on. Its own user attributes say so (``continues``,
+        ``start_epoch``), so a trial asked again after a kill continues from the same place.
+        """
+        attrs = self.study._storage.get_trial(trial._trial_id).user_attrs
+        if CONTINUES not in attrs:
+            sampler = self.study.sampler
+            if not isinstance(sampler, DistinctSampler):
+                return {}
+            earlier = sampler.latest_trials(self.study, but=trial.number).get(sampler.key(trial.params))
+            if earlier is None or earlier.state != TrialState.PRUNED:
+                return {}
+            attrs = {CONTINUES: earlier.number, START_EPOCH: int(earlier.user_attrs.get("epochs", 0))}
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
+        self.start_epochs[trial_id] = attrs[START_EPOCH]
+        return {CONTINUES: attrs[CONTINUES], START_EPOCH: attrs[START_EPOCH]}
 
     def classify(self, result: dict | None, error: bool) -> tuple[TrialState, str]:
         """The study state and the outcome word of a finished Tune trial."""
@@ -192,7 +232,7 @@ class StudySearcher(OptunaSearch):
         RUNNING that Tune never knew (asked after its last snapshot) to be asked again, and name the
         metrics of a study created before wrn-search named them."""
         super().restore(checkpoint_path)
-        for name, default in (("clock", time.time), ("started", {}), ("start_up", [])):
+        for name, default in (("clock", time.time), ("started", {}), ("start_up", []), ("start_epochs", {})):
             self.__dict__.setdefault(name, default)  # a searcher saved by an older wrn-search lacks them
         manifest = RunManifest.load(self.run_dir)
         self.budget = manifest.trial_budget

@@ -33,6 +33,7 @@ from .checks import require_int, require_number
 from .rundir import EPOCH_LOG, SIMULATION_FILE, STUDY_JOURNAL, epoch_record, open_storage, write_atomic, write_jsonl
 from .dashboards.report import REPORT_FILE, write_report
 from .search import init_run_dir, make_scheduler, quiet_optuna, run_dir_for
+from .recipe import START_EPOCH
 from .samplers import make_sampler
 from .searcher import StudySearcher
 from .space import SearchSpace
@@ -120,7 +121,9 @@ class Simulation:
                 self._exhausted = True
                 return
             self._asked += 1
-            trial = SimulatedTrial(trial_id, config, self.table.curve(config, self.table_seed), self.clock)
+            # A trial that continues one stopped early replays its curve from there: only those epochs cost time.
+            trial = SimulatedTrial(trial_id, config, self.table.curve(config, self.table_seed), self.clock,
+                                   epoch=int(config.get(START_EPOCH, 0)))
             self._running[trial_id] = trial
             self._schedule(trial)
 

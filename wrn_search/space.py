@@ -59,6 +59,12 @@ MAX_SPACE_BYTES = 2**20
 MAX_NESTING = 20
 
 
+def config_key(config: dict, hyperparameters: tuple[str, ...]) -> tuple:
+    """What identifies a configuration, in a study and in a table: its WRN name (dropout included) and its
+    training hyperparameters."""
+    return (config["name"], *(round(float(config[name]), 10) for name in hyperparameters))
+
+
 @dataclass(frozen=True)
 class Axis:
     """A searched hyperparameter: ``choices``, or the range ``low..high`` (discrete with ``step`` or ``integer``)."""

@@ -24,7 +24,7 @@ import pandas as pd
 from .pareto import FrontScale
 from .rundir import write_atomic
 from .recipe import TRAINING_HYPERPARAMETERS, TrainConfig
-from .space import DatasetSection, SearchSpace
+from .space import DatasetSection, SearchSpace, config_key
 from .spec import SPEC_COLUMNS
 
 FORMAT = "wrn-search-table-v1"
@@ -54,11 +54,6 @@ def ready_tables() -> list[str]:
 
 def hyperparameter_columns(space: SearchSpace) -> tuple[str, ...]:
     return tuple(name for name in TRAINING_HYPERPARAMETERS if name in space.hyperparameters)
-
-
-def config_key(config: dict, hyperparameters: tuple[str, ...]) -> tuple:
-    """What identifies a config in a table: its WRN name and its training hyperparameters."""
-    return (config["name"], *(round(float(config[name]), 10) for name in hyperparameters))
 
 
 def describe_key(key: tuple, hyperparameters: tuple[str, ...]) -> str:

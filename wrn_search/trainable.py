@@ -21,6 +21,7 @@ from ray import tune
 from .checkpoints import TrialCheckpoints, write_epoch
 from .data import Dataset
 from .resources import CUDA_CONTEXT_BYTES, MARGIN_BYTES, memory_fraction
+from .recipe import CONTINUES
 from .spec import WRNSpec
 from .train import CHECKPOINT_FILE, CheckpointError, OutOfMemory, Trainer, TrainConfig, free_device_memory
 
@@ -61,23 +62,35 @@ def limit_gpu_memory(gpus: float) -> None:
     torch.cuda.set_per_process_memory_fraction(fraction)
 
 
-def restore(trainer: Trainer, checkpoints: TrialCheckpoints | None) -> None:
-    """Load the newest checkpoint that loads: the study trial's own on storage first, else Tune's.
+def restore(trainer: Trainer, checkpoints: TrialCheckpoints | None, continued: TrialCheckpoints | None = None) -> None:
+    """Load the newest checkpoint that loads: the study trial's own on storage first, else Tune's, else (a trial
+    that continues one stopped early) the stopped trial's.
 
     Tune's snapshot can name an older checkpoint than the trial has (or none at all);
     a checkpoint a kill tore is skipped for the next newest.
     """
-    for stored in checkpoints.newest_first() if checkpoints is not None else ():
-        try:
-            with checkpoints.local(stored) as path:
-                trainer.load_checkpoint(path)
-            return
-        except (CheckpointError, OSError) as error:
-            logger.warning("skipping checkpoint %s: %s", stored.path, error)
+    if _load_newest(trainer, checkpoints):
+        return
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             trainer.load_checkpoint(Path(directory) / CHECKPOINT_FILE)
+        return
+    if continued is not None and not _load_newest(trainer, continued):
+        logger.warning("trial %d was stopped early but left no checkpoint that loads: training from epoch 1",
+                       continued.number)
+
+
+def _load_newest(trainer: Trainer, checkpoints: TrialCheckpoints | None) -> bool:
+    """Load the newest of ``checkpoints`` that loads; whether one did."""
+    for stored in checkpoints.newest_first() if checkpoints is not None else ():
+        try:
+            with checkpoints.local(stored) as path:
+                trainer.load_checkpoint(path)
+            return True
+        except (CheckpointError, OSError) as error:
+            logger.warning("skipping checkpoint %s: %s", stored.path, error)
+    return False
 
 
 def train_trial(config: dict, dataset: Dataset, training: TrainConfig, experiment_path: str | None = None) -> None:
@@ -96,13 +109,15 @@ def train_trial(config: dict, dataset: Dataset, training: TrainConfig, experimen
 def _train_trial(config: dict, dataset: Dataset, training: TrainConfig, experiment_path: str | None) -> None:
     gpus = _trial_gpus()
     node_id = ray.get_runtime_context().get_node_id()
-    checkpoints = None
+    checkpoints = continued = None
     if experiment_path is not None and config.get("number") is not None:
         checkpoints = TrialCheckpoints(experiment_path, config["number"])
+    if experiment_path is not None and config.get(CONTINUES) is not None:
+        continued = TrialCheckpoints(experiment_path, config[CONTINUES])
     try:
         limit_gpu_memory(gpus)
         trainer = Trainer(WRNSpec.from_columns(config), dataset, trial_train_config(config, training, gpus))
-        restore(trainer, checkpoints)
+        restore(trainer, checkpoints, continued)
     except OutOfMemory as error:  # the net or its checkpoint does not fit this node: an outcome, not a crash to retry
         logger.warning("%s", error)
         tune.report({"epoch": 1, "val_error": 1.0, "outcome": "out_of_memory", "params": config.get("params"),
