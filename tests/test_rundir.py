@@ -160,3 +160,24 @@ def test_a_transaction_cut_by_a_kill_is_not_rolled_back_by_a_reader(tmp_path):
     with pytest.raises(StudyRefused, match="holds a transaction cut by a kill, which only a writer rolls back"):
         open_storage(f"sqlite:///{run / 'study.db'}", read_only=True)
     assert ((run / "study.db").read_bytes(), journal.read_bytes()) == before
+
+
+def test_a_writer_cuts_a_journal_record_torn_by_a_kill_and_says_so(tmp_path, caplog):
+    """Optuna appended its next record onto the torn one, and then no command could read the study."""
+    journal = tmp_path / "study.log"
+    study = optuna.create_study(study_name="s", storage=open_storage(str(journal)))
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    intact = journal.read_bytes()
+    with open(journal, "ab") as file:
+        file.write(b'{"op_code": 4, "worker_id": "x", "trial_id": 1, "va')  # the kill
+    reader = optuna.load_study(study_name="s", storage=open_storage(str(journal), read_only=True))
+    assert len(reader.trials) == 1 and journal.read_bytes().endswith(b'"va')  # a reader leaves it
+    with caplog.at_level(logging.WARNING):
+        writer = optuna.load_study(study_name="s", storage=open_storage(str(journal)))
+    assert journal.read_bytes() == intact
+    assert [r.message for r in caplog.records if r.levelno >= logging.WARNING] == [
+        f"wrn-search: warning: study-storage: {journal}: removed a record torn by a kill at its end (51 bytes); "
+        "the study continues from the record before it"]
+    writer.add_trial(optuna.trial.create_trial(value=0.25))
+    again = optuna.load_study(study_name="s", storage=open_storage(str(journal), read_only=True))
+    assert [trial.value for trial in again.trials] == [0.5, 0.25]

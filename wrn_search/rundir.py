@@ -131,6 +131,8 @@ def open_storage(url: str, read_only: bool = False):
 
             if read_only and not Path(url).is_file():
                 raise StudyRefused(f"study-storage: {url} does not exist (no study yet?)")
+            if not read_only:
+                cut_torn_record(Path(url))
             return optuna.storages.JournalStorage(JournalFileBackend(url))
         return optuna.storages.RDBStorage(_read_only_url(url) if read_only else url, skip_table_creation=read_only)
     except StudyRefused:
@@ -138,6 +140,37 @@ def open_storage(url: str, read_only: bool = False):
     except Exception as error:  # SQLAlchemy raises many kinds; all mean "cannot open"
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(f"study-storage: cannot open {url!r}: {reason}") from None
+
+
+#: How much of a journal's end is read at a time, looking for its last complete record.
+_TAIL_BLOCK = 1 << 16
+
+
+def cut_torn_record(path: Path) -> None:
+    """Cut a record a kill tore off the end of an Optuna journal file (no newline after it), saying so.
+
+    Optuna reads past such a tail, but appends its next record onto it: the study then holds a bad
+    line in its middle, and no command can read it again. A reader leaves the file as it is.
+    """
+    if not path.is_file():
+        return
+    with open(path, "r+b") as file:
+        size = end = file.seek(0, os.SEEK_END)
+        while end > 0:  # find the last newline, a block at a time from the end
+            start = max(0, end - _TAIL_BLOCK)
+            file.seek(start)
+            newline = file.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+        if end == size:
+            return
+        file.truncate(end)
+        file.flush()
+        os.fsync(file.fileno())
+    _log.warning(f"wrn-search: warning: study-storage: {path}: removed a record torn by a kill at its end "
+                 f"({size - end} bytes); the study continues from the record before it")
 
 
 def _read_only_url(url: str) -> str:
