@@ -44,6 +44,19 @@ STUDY_JOURNAL = "study.log"
 SIMULATION_FILE = "simulation.json"
 
 
+#: The longest file name Linux filesystems take (NAME_MAX), in bytes.
+NAME_MAX = 255
+
+
+def check_run_name(name: str) -> str:
+    """A run name that names one new directory right under the storage path, printable in every message."""
+    if not (name and name.isprintable() and "/" not in name and not name.startswith(".")
+            and len(name.encode()) <= NAME_MAX):
+        raise ValueError(f"name: {name!r} is not a valid run name (1 to {NAME_MAX} bytes of printable characters, "
+                         "no '/', not starting with '.')")
+    return name
+
+
 @dataclass
 class RunManifest:
     """What ``run.json`` holds: enough to reopen the study and the Ray experiment."""

@@ -60,6 +60,7 @@ def quiet_ray_warnings() -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..interrupts import interrupt_gracefully
+    from ..rundir import check_run_name
     from ..search import run_search
     from ..space import load_space
 
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         ("samples", args.samples), ("epoch_budget", args.epoch_budget), ("max_concurrent", args.max_concurrent),
         ("seed", args.seed), ("gpus_per_trial", args.gpus_per_trial), ("cpus_per_trial", args.cpus_per_trial),
     ) if value is not None}
+    if args.name is not None:  # '' and '../x' too: checked before anything is written
+        check_run_name(args.name)
     quiet_ray_warnings()
     with interrupt_gracefully():  # from the start: a stop while the data loads stops the search once it runs
         space = load_space(args.space).with_overrides(**overrides)

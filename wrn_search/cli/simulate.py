@@ -27,11 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..rundir import check_run_name
     from ..space import load_space
     from ..simulate import simulate
     from ..table import load_table
     from .run import show_result
 
+    if args.name is not None:  # '' and '../x' too: checked before anything is written
+        check_run_name(args.name)
     samples = args.samples
     if samples is None and args.time_budget is not None and args.epoch_budget is None:
         samples = UNBOUNDED_SAMPLES
