@@ -216,3 +216,24 @@ def test_export_is_part_of_the_package_api(run, tmp_path):
     import wrn_search
 
     assert wrn_search.export_trials(run, trial="3", out=tmp_path) == [tmp_path / "trial-3"]
+
+
+@pytest.mark.parametrize("damage", [b"", b"\x80\x04garbage", b"PK\x03\x04 truncated zip"])
+def test_a_damaged_checkpoint_gives_way_to_the_one_before_or_one_line(tmp_path, capsys, damage):
+    """A damaged checkpoint.pt ended export in an unpickling traceback."""
+    run = make_run(tmp_path / "run", trials=STANDARD_TRIALS[:1])
+    shutil.copy(SPACE, run / "space.yaml")
+    trainer = Trainer(WRNSpec.parse("WRN-10-1-B(3,3)"), load_dataset("digits"), CONFIG)
+    for index in (0, 1):
+        trainer.epoch = index + 1
+        trainer.save_checkpoint(checkpoint_folder(run, 0, index) / CHECKPOINT_FILE)
+        write_epoch(checkpoint_folder(run, 0, index), index + 1)
+    newest = checkpoint_folder(run, 0, 1) / CHECKPOINT_FILE
+    newest.write_bytes(damage)
+    assert trial_checkpoint_model(str(run / "tune"), 0).source.endswith("checkpoint_000000/checkpoint.pt (epoch 1)")
+    (checkpoint_folder(run, 0, 0) / CHECKPOINT_FILE).write_bytes(damage)
+    assert main(["export", str(run), "--trial", "0", "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"wrn-search export: error: checkpoint: {newest} is damaged (") and error.endswith(
+        "; no older checkpoint of trial 0 loads either\n") and error.count("\n") == 1, error
+    assert not (tmp_path / "out").exists()

@@ -60,24 +60,43 @@ def select_trials(frame: pd.DataFrame, trial: str | None, pareto_columns: list[s
 
 
 def trial_checkpoint_model(tune_path: str, number: int) -> Model:
-    """The network of study trial ``number``'s newest checkpoint that still has its weights (local or remote)."""
+    """The network of study trial ``number``'s newest checkpoint that loads (local or remote): one a kill or
+    a bad disk damaged gives way to the one before it, as when the trial itself resumes."""
     checkpoints = TrialCheckpoints(tune_path, number)
     found = checkpoints.newest_first()
     if not found:
         raise FileNotFoundError(f"checkpoint: no {CHECKPOINT_FILE} for trial {number} under {tune_path}")
-    with checkpoints.local(found[0]) as path:
-        model = load_checkpoint_model(path)
-    return replace(model, source=f"{found[0].path}/{CHECKPOINT_FILE} (epoch {found[0].epoch})")
+    damaged = []
+    for stored in found:
+        try:
+            with checkpoints.local(stored) as path:
+                model = load_checkpoint_model(path)
+        except ValueError as error:
+            damaged.append(str(error))
+            continue
+        return replace(model, source=f"{stored.path}/{CHECKPOINT_FILE} (epoch {stored.epoch})")
+    raise ValueError(f"{damaged[0]}; no older checkpoint of trial {number} loads either" if len(damaged) > 1
+                     else damaged[0])
 
 
 def load_checkpoint_model(path: Path) -> Model:
-    """The network in a trainer checkpoint, in eval mode on the CPU; no dataset needed."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """The network in a trainer checkpoint, in eval mode on the CPU; no dataset needed. A file that is
+    damaged (truncated, garbage, another pickle) is a ``ValueError`` naming it."""
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of garbage before refusing it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        raise ValueError(f"checkpoint: {path} is damaged ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint: {path} is not a {CHECKPOINT_FORMAT} file")
-    spec = WRNSpec.from_dict(state["spec"])
-    module = build_model(spec, state["dataset"]["num_classes"], state["dataset"]["in_channels"])
-    module.load_state_dict(state["model"])
+    try:
+        spec = WRNSpec.from_dict(state["spec"])
+        module = build_model(spec, state["dataset"]["num_classes"], state["dataset"]["in_channels"])
+        module.load_state_dict(state["model"])
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise ValueError(f"checkpoint: {path} is incomplete or does not fit its net ({type(error).__name__})") from None
     return Model(spec, module.eval(), f"{path} (epoch {state['epoch']})")
 
 
