@@ -341,3 +341,19 @@ def test_a_write_cut_short_leaves_the_previous_file(tmp_path, outputs, command):
     assert "[Errno 27] File too large" in done.stderr.splitlines()[-1]  # the write failed, not the process start
     assert {name: (run / name).read_bytes() for name in outputs} == before
     assert not [path.name for path in run.iterdir() if path.name.startswith(".")]  # no temp file left behind
+
+
+def test_a_study_db_with_damaged_pages_is_one_line_for_every_reader(tmp_path):
+    run = make_run(tmp_path / "run")
+    study = run / "study.db"
+    size = study.stat().st_size
+    with open(study, "r+b") as file:
+        file.seek(size // 2)
+        file.write(bytes(range(256)) * 16)
+    damaged = study.read_bytes()
+    for command in READERS:
+        done = run_cli(command[0], str(run), *command[1:], cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"wrn-search {command[0]}: error: study-storage: {study} is damaged (")
+        assert done.stderr.count("\n") == 1, done.stderr
+    assert study.read_bytes() == damaged

@@ -181,3 +181,26 @@ def test_a_writer_cuts_a_journal_record_torn_by_a_kill_and_says_so(tmp_path, cap
     writer.add_trial(optuna.trial.create_trial(value=0.25))
     again = optuna.load_study(study_name="s", storage=open_storage(str(journal), read_only=True))
     assert [trial.value for trial in again.trials] == [0.5, 0.25]
+
+
+def damaged_study(path) -> None:
+    """An Optuna study whose pages in the middle a bad disk overwrote."""
+    study = optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{path}"))
+    for value in range(150):
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs={"name": "WRN-16-2" * 10}))
+    size = path.stat().st_size
+    with open(path, "r+b") as file:
+        file.seek(size // 2)
+        file.write(bytes(range(256)) * 16)
+
+
+@pytest.mark.parametrize("read_only", [True, False])
+def test_a_study_db_with_damaged_pages_is_refused_in_one_line(tmp_path, read_only):
+    """status ended in a traceback and resume ran on for minutes printing them."""
+    path = tmp_path / "study.db"
+    damaged_study(path)
+    with pytest.raises(StudyRefused) as refused:
+        open_storage(f"sqlite:///{path}", read_only=read_only)
+    assert str(refused.value).startswith(f"study-storage: {path} is damaged (")
+    assert str(refused.value).endswith(f"); restore it from a backup, or save what SQLite can still read with "
+                                       f"`sqlite3 {path} .recover`")

@@ -147,6 +147,8 @@ def open_storage(url: str, read_only: bool = False):
             if not read_only:
                 cut_torn_record(Path(url))
             return optuna.storages.JournalStorage(JournalFileBackend(url))
+        if not read_only:
+            _check_sqlite_file(_sqlite_path(url))
         return optuna.storages.RDBStorage(_read_only_url(url) if read_only else url, skip_table_creation=read_only)
     except StudyRefused:
         raise
@@ -186,6 +188,39 @@ def cut_torn_record(path: Path) -> None:
                  f"({size - end} bytes); the study continues from the record before it")
 
 
+def _sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None: another database, or one in memory)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _check_intact(database: sqlite3.Connection, path: Path) -> None:
+    """SQLite's quick check of every page: a study with damaged pages would fail later, mid-query, in a traceback."""
+    problems = [row for (row,) in database.execute("PRAGMA quick_check")]
+    if problems != ["ok"]:
+        raise _damaged(path, problems[0])
+
+
+def _damaged(path: Path, detail: object) -> StudyRefused:
+    return StudyRefused(f"study-storage: {path} is damaged ({detail}); restore it from a backup, or save what "
+                        f"SQLite can still read with `sqlite3 {path} .recover`")
+
+
+def _check_sqlite_file(path: Path | None) -> None:
+    """A writer's check of an existing SQLite study (opening it also rolls back a transaction cut by a kill)."""
+    if path is None or not path.is_file() or path.stat().st_size == 0:
+        return  # not SQLite, or a new study: Optuna writes its schema
+    try:
+        with closing(sqlite3.connect(path)) as database:
+            _check_intact(database, path)
+    except sqlite3.Error as error:
+        raise _damaged(path, error) from None
+
+
 def _read_only_url(url: str) -> str:
     """``url``, made to open a SQLite file read-only once the file is known to hold Optuna's tables.
 
@@ -194,24 +229,29 @@ def _read_only_url(url: str) -> str:
     """
     from sqlalchemy.engine import URL, make_url
 
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+    path = _sqlite_path(url)
+    if path is None:
         return url
-    path = Path(parsed.database)
     if not path.is_file():
         raise StudyRefused(f"study-storage: {path} does not exist (no study yet?)")
     uri = path.resolve().as_uri()
     try:
         with closing(sqlite3.connect(f"{uri}?mode=ro", uri=True)) as database:
             tables = {name for (name,) in database.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if OPTUNA_STUDY_TABLE in tables:
+                _check_intact(database, path)
     except sqlite3.Error as error:
-        if getattr(error, "sqlite_errorname", None) == "SQLITE_READONLY_ROLLBACK":
+        name = getattr(error, "sqlite_errorname", None)
+        if name == "SQLITE_READONLY_ROLLBACK":
             raise StudyRefused(f"study-storage: {path} holds a transaction cut by a kill, which only a writer rolls "
                                f"back (`wrn-search resume`, or `sqlite3 {path} 'PRAGMA quick_check'`)") from None
+        if name == "SQLITE_CORRUPT":
+            raise _damaged(path, error) from None
         raise StudyRefused(f"study-storage: {path} is not a readable SQLite database ({error})") from None
     if OPTUNA_STUDY_TABLE not in tables:
         raise StudyRefused(f"study-storage: {path} holds no Optuna study ({path.stat().st_size} bytes, "
                            f"no {OPTUNA_STUDY_TABLE!r} table)")
+    parsed = make_url(url)
     query = {**parsed.query, "mode": "ro", "uri": "true"}
     return URL.create(parsed.drivername, database=uri, query=query).render_as_string(hide_password=False)
 
