@@ -4,6 +4,7 @@ import dataclasses
 import itertools
 import pickle
 import math
+import os
 import random
 import subprocess
 import sys
@@ -543,6 +544,29 @@ def test_unreadable_inputs(tmp_path):
     with pytest.raises(ValueError, match="'no-such-space' is neither a file nor a ready search space; ready spaces: "
                                          "cifar10-2m, "):
         load_space("no-such-space")
+
+
+@pytest.mark.parametrize("text, key", [
+    ("dimensions: {depth: [10], depth: [40], widen_factor: [1]}\n", "'depth'"),
+    ("dimensions: {depth: [10], widen_factor: [1]}\nsearch: {samples: 5}\nsearch: {samples: 500}\n", "'search'"),
+    ("dimensions: {depth: [10], widen_factor: [1]}\nsearch: {samples: 5, samples: 500}\n", "'samples'"),
+])
+def test_a_key_given_twice_is_refused_naming_it(tmp_path, text, key):
+    """YAML keeps the last of two equal keys silently; one of them was a mistake."""
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"twice.yaml: not valid YAML: key {key} is given twice in .* line "):
+        load_space(path)
+
+
+def test_a_space_that_is_not_a_regular_file_is_refused_at_once(tmp_path):
+    """A FIFO made `wrn-search space` wait forever for a writer."""
+    fifo = tmp_path / "space.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=rf"^{fifo}: not a regular file; a search space is a small YAML file$"):
+        load_space(fifo)
+    with pytest.raises(ValueError, match=r"^/dev/zero: not a regular file"):
+        load_space("/dev/zero")
 
 
 def test_tpe_keeps_one_distribution_per_parameter_and_the_whole_width_range_after_start_up():

@@ -19,7 +19,7 @@ import itertools
 import math
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from importlib.resources import files
 from pathlib import Path
@@ -396,11 +396,26 @@ class _SpaceLoader(yaml.SafeLoader):
         self.depth -= 1
         return node
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        """A key given twice is an error: YAML keeps the last silently, so one of them was a mistake."""
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # SafeLoader refuses it below
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
 
 def load_space(path_or_name: str | os.PathLike) -> SearchSpace:
     """Load a search space from a YAML file, or a ready space by name (``quickstart``, ``cifar10-2m``, ...)."""
     path = Path(path_or_name)
     if path.suffix in (".yaml", ".yml") or path.exists() or len(path.parts) > 1:
+        if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
+            raise ValueError(f"{path}: not a regular file; a search space is a small YAML file")
         with open(path, "rb") as file:
             data, source = file.read(MAX_SPACE_BYTES + 1), str(path)
         if len(data) > MAX_SPACE_BYTES:
