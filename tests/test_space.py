@@ -325,7 +325,7 @@ def test_to_yaml_round_trips_and_overrides(tmp_path):
     assert space.search.samples == 30
     with pytest.raises(ValueError, match="override 'epochs'"):
         space.with_overrides(epochs=3)
-    with pytest.raises(ValueError, match="search.samples: must be an integer >= 1"):
+    with pytest.raises(ValueError, match="search.samples: must be an integer from 1 to 1,000,000"):
         space.with_overrides(samples=0)
 
 
@@ -337,7 +337,7 @@ def test_epoch_budget_defaults_to_unlimited_round_trips_and_overrides(tmp_path):
     budgeted.to_yaml(tmp_path / "budgeted.yaml")
     assert load_space(tmp_path / "budgeted.yaml") == budgeted
     assert budgeted.with_overrides(epoch_budget=None).search.epoch_budget is None
-    with pytest.raises(ValueError, match="search.epoch_budget: must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="search.epoch_budget: must be an integer from 1 to 1,000,000,000, got 0"):
         space.with_overrides(epoch_budget=0)
 
 
@@ -402,10 +402,10 @@ MALFORMED = [
     (BASE + "search: {sampler: nsga2}", "search.sampler: nsga2 breeds only from fully trained trials, so with "
                                          "scheduler moasha most trials never become parents"),
     (BASE + "search: {scheduler: pbt}", "search.scheduler: 'pbt' is not one of moasha, asha, hyperband, median, none"),
-    (BASE + "search: {samples: 0}", "search.samples: must be an integer >= 1"),
-    (BASE + "search: {epoch_budget: 0}", "search.epoch_budget: must be an integer >= 1, got 0"),
-    (BASE + "search: {epoch_budget: 10.5}", "search.epoch_budget: must be an integer >= 1, got 10.5"),
-    (BASE + "search: {max_concurrent: 0}", "search.max_concurrent: must be an integer >= 1"),
+    (BASE + "search: {samples: 0}", "search.samples: must be an integer from 1 to 1,000,000"),
+    (BASE + "search: {epoch_budget: 0}", "search.epoch_budget: must be an integer from 1 to 1,000,000,000, got 0"),
+    (BASE + "search: {epoch_budget: 10.5}", "search.epoch_budget: must be an integer from 1 to 1,000,000,000, got 10.5"),
+    (BASE + "search: {max_concurrent: 0}", "search.max_concurrent: must be an integer from 1 to 100,000"),
     (BASE + "search: {grace_period: 5}\ntraining: {epochs: 3}", "search.grace_period: 5 is more than training.epochs"),
     (BASE + "search: {reduction_factor: 1}", "search.reduction_factor: must be a number > 1"),
     (BASE + "search: {trials: 5}", "search.trials: unknown key; allowed: objectives, sampler, scheduler, samples"),
@@ -504,6 +504,17 @@ LIMITS = [
     ("architectures: [WRN-28-500]", "architectures: WRN-28-500-B(3,3) has 91,074,496,474 params; at most"),
     (BASE + "budget: {max_params: 2000000000}",
      "budget.max_params: must be an integer from 1 to 1,000,000,000, got 2000000000"),
+    # Numbers beyond every range, and sizes where a wrong type was coerced.
+    ("dimensions: {depth: [10], widen_factor: [1" + "0" * 400 + "]}",
+     "dimensions.widen_factor: must be a number in (0, 1000], got 100000000000000000...0000000000000000000"),
+    (BASE + "search: {samples: 1" + "0" * 40 + "}",
+     "search.samples: must be an integer from 1 to 1,000,000, got 100000000000000000...0000000000000000000"),
+    (BASE + "search: {epoch_budget: 10000000000}",
+     "search.epoch_budget: must be an integer from 1 to 1,000,000,000, got 10000000000"),
+    (BASE + "search: {max_concurrent: 1000000}", "search.max_concurrent: must be an integer from 1 to 100,000"),
+    (BASE + "search: {seed: 4294967296}", "search.seed: must be an integer from 0 to 4,294,967,295, got 4294967296"),
+    ("dimensions: {depth: [10], widen_factor: [1], block_types: [3, 3]}",
+     "dimensions.block_types: 3 is not a block type such as 'B(3,3)' (a string)"),
 ]
 
 

@@ -10,6 +10,7 @@ are never numbers: ``True`` is not a batch size.
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Collection
 from typing import Any
 
@@ -24,18 +25,24 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def require_int(value: Any, where: str, minimum: int) -> int:
-    if not is_int(value) or value < minimum:
-        raise ValueError(f"{where}: must be an integer >= {minimum}, got {value!r}")
+def shown(value: Any) -> str:
+    """``repr(value)``, with the middle of an integer of hundreds of digits left out: the message stays one line."""
+    return reprlib.repr(value) if is_int(value) else repr(value)
+
+
+def require_int(value: Any, where: str, minimum: int, maximum: int | None = None) -> int:
+    if not is_int(value) or value < minimum or (maximum is not None and value > maximum):
+        allowed = f">= {minimum}" if maximum is None else f"from {minimum:,} to {maximum:,}"
+        raise ValueError(f"{where}: must be an integer {allowed}, got {shown(value)}")
     return value
 
 
 def require_number(value: Any, where: str, low: float = -math.inf, high: float = math.inf,
                    open_low: bool = False, open_high: bool = False) -> float:
     """A finite number from ``low`` to ``high``, both ends included unless ``open_low`` / ``open_high``."""
-    if not (is_number(value) and math.isfinite(value) and (low < value if open_low else low <= value)
-            and (value < high if open_high else value <= high)):
-        raise ValueError(f"{where}: must be a number{_interval(low, high, open_low, open_high)}, got {value!r}")
+    finite = is_int(value) or (is_number(value) and math.isfinite(value))  # isfinite(10**400) overflows
+    if not (finite and (low < value if open_low else low <= value) and (value < high if open_high else value <= high)):
+        raise ValueError(f"{where}: must be a number{_interval(low, high, open_low, open_high)}, got {shown(value)}")
     return value
 
 

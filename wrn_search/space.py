@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from .budget import Budget, CostModel, TrialBudget, widen_factor_span
-from .checks import is_int, is_number, require_bool, require_choice, require_int, require_number
+from .checks import is_number, require_bool, require_choice, require_int, require_number
 from .data import Dataset, dataset_info, load_dataset
 from .recipe import TRAINING_HYPERPARAMETERS, TrainConfig
 from .spec import SPEC_COLUMNS, WRNSpec, format_block_type, parse_block_type, round_widen_factor, valid_depths_near
@@ -57,6 +57,13 @@ MAX_COUNT = 2**63 - 1
 #: A search space is a small YAML file; its data is nested a few levels deep.
 MAX_SPACE_BYTES = 2**20
 MAX_NESTING = 20
+#: Trials of one search (a simulated one replays 1,000 in seconds), and their epochs in all.
+MAX_SAMPLES = 1_000_000
+MAX_EPOCH_BUDGET = 1_000_000_000
+#: Trials at once: more than any cluster runs.
+MAX_CONCURRENT = 100_000
+#: The largest seed numpy's legacy generators (Optuna's samplers) take.
+MAX_SEED = 2**32 - 1
 
 
 def config_key(config: dict, hyperparameters: tuple[str, ...]) -> tuple:
@@ -512,7 +519,10 @@ def _product(dims: dict, model: CostModel, budget: Budget) -> tuple[tuple[BlockT
     block_types = dims.get("block_types", ["B(3,3)"])
     if not isinstance(block_types, list) or not block_types:
         raise ValueError("dimensions.block_types: must be a non-empty list such as ['B(3,3)', 'B(3,1,3)']")
-    kernels_list = list(dict.fromkeys(parse_block_type(str(text), "dimensions.block_types") for text in block_types))
+    for text in block_types:  # a list of numbers is no list of block types: no silent str(3)
+        if not isinstance(text, str):
+            raise ValueError(f"dimensions.block_types: {text!r} is not a block type such as 'B(3,3)' (a string)")
+    kernels_list = list(dict.fromkeys(parse_block_type(text, "dimensions.block_types") for text in block_types))
     options, sizes = [], []
     for kernels, ns in _blocks_per_group(dims, kernels_list).items():
         spans = []
@@ -621,12 +631,12 @@ def _int_values(raw: Any, where: str, minimum: int, maximum: int) -> tuple[int, 
     """Integers from ``minimum`` to ``maximum``: a list, or a range whose ends are checked before it is built."""
     if isinstance(raw, dict):
         _check_keys(raw, where, ("min", "max", "step"))
-        low = _int_in(raw.get("min"), f"{where}.min", minimum, maximum)
-        high = _int_in(raw.get("max"), f"{where}.max", minimum, maximum)
+        low = require_int(raw.get("min"), f"{where}.min", minimum, maximum)
+        high = require_int(raw.get("max"), f"{where}.max", minimum, maximum)
         if high < low:
             raise ValueError(f"{where}: max {high} is below min {low}")
         return tuple(range(low, high + 1, require_int(raw.get("step", 1), f"{where}.step", 1)))
-    return tuple(sorted({_int_in(value, where, minimum, maximum) for value in _as_list(raw, where)}))
+    return tuple(sorted({require_int(value, where, minimum, maximum) for value in _as_list(raw, where)}))
 
 
 def _hyperparameter(name: str, raw: Any) -> Axis:
@@ -695,7 +705,7 @@ def _budget(raw: Any) -> Budget:
     values = _section(raw, "budget", Budget)
     for key, value in values.items():
         if value is not None:
-            _int_in(value, f"budget.{key}", 1, MAX_PARAMS if key.endswith("_params") else MAX_COUNT)
+            require_int(value, f"budget.{key}", 1, MAX_PARAMS if key.endswith("_params") else MAX_COUNT)
     budget = Budget(**values)
     if None not in (budget.min_params, budget.max_params) and budget.min_params > budget.max_params:
         raise ValueError(f"budget: min_params {budget.min_params:,} is above max_params {budget.max_params:,}")
@@ -722,11 +732,11 @@ def _search(raw: Any, training: TrainConfig) -> SearchSettings:
         raise ValueError(f"search.sampler: nsga2 breeds only from fully trained trials, so with scheduler "
                          f"{values['scheduler']} most trials never become parents and it is random search; use "
                          "sampler: tpe (it ranks stopped trials by the rung they reached) or scheduler: none")
-    require_int(values["samples"], "search.samples", 1)
+    require_int(values["samples"], "search.samples", 1, MAX_SAMPLES)
     if values["epoch_budget"] is not None:
-        require_int(values["epoch_budget"], "search.epoch_budget", 1)
-    require_int(values["max_concurrent"], "search.max_concurrent", 1)
-    require_int(values["seed"], "search.seed", 0)
+        require_int(values["epoch_budget"], "search.epoch_budget", 1, MAX_EPOCH_BUDGET)
+    require_int(values["max_concurrent"], "search.max_concurrent", 1, MAX_CONCURRENT)
+    require_int(values["seed"], "search.seed", 0, MAX_SEED)
     require_int(values["grace_period"], "search.grace_period", 1)
     if values["grace_period"] > training.epochs:
         raise ValueError(f"search.grace_period: {values['grace_period']} is more than training.epochs "
@@ -779,12 +789,6 @@ def _widen_factor(raw: dict, where: str, key: str) -> float:
     if key not in raw:
         raise ValueError(f"{where}.{key}: required in a range {{min, max[, step]}}")
     return require_number(raw[key], f"{where}.{key}", 0, MAX_WIDEN_FACTOR, open_low=True)
-
-
-def _int_in(value: Any, where: str, low: int, high: int) -> int:
-    if not is_int(value) or not low <= value <= high:
-        raise ValueError(f"{where}: must be an integer from {low:,} to {high:,}, got {value!r}")
-    return value
 
 
 def _plain(value: Any) -> Any:
