@@ -187,7 +187,7 @@ class Measurement:
 
     @property
     def epochs(self) -> int:
-        return sum(trial.epochs for trial in self.simulation.finished)
+        return sum(trial.trained_epochs for trial in self.simulation.finished)
 
 
 def storage_url(storage: str, directory: Path) -> str:

@@ -182,7 +182,7 @@ def simulate_run(method: Method, seed: int, space: SearchSpace, table: Table, wo
     states = [trial.state for trial in finished]
     return Run(method.name, seed, replayed, budget, table.optimal_hypervolume(replayed),
                hypervolume_steps(finished, table.scale()), len(finished), states.count("COMPLETE"),
-               states.count("PRUNED"), states.count("FAIL"), sum(trial.epochs for trial in finished), repeats)
+               states.count("PRUNED"), states.count("FAIL"), sum(trial.trained_epochs for trial in finished), repeats)
 
 
 def repeated_trials(trials: list[optuna.trial.FrozenTrial], space: SearchSpace) -> int:

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from search_helpers import run_cli, study_of, write_space
+from wrn_search.recipe import START_EPOCH
 from wrn_search.run_status import status as summarize
 from wrn_search.rundir import read_jsonl
 from wrn_search.search import resume_search, run_search
@@ -29,7 +30,8 @@ def check_run_is_consistent(run_dir, full_epochs: int) -> pd.DataFrame:
     for trial in trials:
         assert {"name", "params", "macs", "outcome", "epochs", "trial_id", "depth"} <= set(trial.user_attrs)
         epochs = curves[curves["number"] == trial.number]["epoch"].tolist()
-        assert epochs == list(range(1, len(epochs) + 1))
+        start = trial.user_attrs.get(START_EPOCH, 0)  # a trial continuing one stopped early trains the rest
+        assert epochs == list(range(start + 1, start + len(epochs) + 1))
         if trial.state == optuna.trial.TrialState.COMPLETE:
             assert trial.user_attrs["epochs"] == full_epochs == epochs[-1]
         elif trial.state == optuna.trial.TrialState.PRUNED:
@@ -50,7 +52,7 @@ def test_single_objective_tpe_with_asha(local_ray, tmp_path):
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert study.best_trial.value == min(t.value for t in complete)
     pruned = [t for t in study.trials if t.state.name == "PRUNED"]
-    assert all(len(t.intermediate_values) == t.user_attrs["epochs"] for t in pruned)
+    assert all(len(t.intermediate_values) == t.user_attrs["epochs"] - t.user_attrs.get(START_EPOCH, 0) for t in pruned)
 
 
 def test_multi_objective_tpe_with_moasha_keeps_pruned_off_the_front(local_ray, tmp_path):

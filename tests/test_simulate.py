@@ -176,7 +176,7 @@ def test_bad_table_files_get_one_clear_line(bench, tmp_path):
 def test_simulate_cli_writes_a_run_that_status_pareto_and_report_read(bench, tmp_path):
     directory, space_path, _ = bench
     table = str(directory / "sim.csv.gz")
-    result = run_cli("simulate", str(space_path), "--table", table, "--samples", "40", "--workers", "4",
+    result = run_cli("simulate", str(space_path), "--table", table, "--samples", "12", "--workers", "4",
                      "--seed", "3", "--name", "cli", "--storage-path", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "trials on the front" in result.stdout
@@ -185,7 +185,7 @@ def test_simulate_cli_writes_a_run_that_status_pareto_and_report_read(bench, tmp
     assert (run_dir / "report.html").stat().st_size > 1000  # like a real run, the report is written
     status = run_cli("status", str(run_dir), "--json", cwd=tmp_path)
     summary = json.loads(status.stdout)
-    assert summary["trials"] == 40 and summary["resume_would"] is None and summary["table"] == table
+    assert summary["trials"] == 12 and summary["resume_would"] is None and summary["table"] == table
     pareto = json.loads(run_cli("pareto", str(run_dir), "--json", cwd=tmp_path).stdout)
     assert pareto and all(row["state"] == "COMPLETE" for row in pareto)
     assert run_cli("report", str(run_dir), "-o", str(tmp_path / "r.html"), cwd=tmp_path).returncode == 0

@@ -69,6 +69,12 @@ class FinishedTrial:
     epochs: int
     started: float
     finished: float
+    #: The epoch a trial continuing one stopped early started from: it trained ``epochs - start_epoch``.
+    start_epoch: int = 0
+
+    @property
+    def trained_epochs(self) -> int:
+        return self.epochs - self.start_epoch
 
 
 @dataclass
@@ -163,7 +169,8 @@ class Simulation:
         state, _ = self.searcher.classify(result, False)
         self.finished.append(FinishedTrial(
             trial.config["number"], trial.config["name"], trial.config["params"], trial.config["macs"], state.name,
-            result.get("val_error"), int(result.get("epoch", 0)), trial.started, self.clock))
+            result.get("val_error"), int(result.get("epoch", 0)), trial.started, self.clock,
+            int(trial.config.get(START_EPOCH, 0))))
 
 
 def _number(value: float) -> float | None:
