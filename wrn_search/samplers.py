@@ -181,8 +181,21 @@ class DistinctSampler(optuna.samplers.BaseSampler):
         probe = _Probe()
         space.suggest(probe)
         self.distributions = probe.distributions
-        self._keys: dict[tuple, tuple] = {}
+        self._caches()
+
+    def _caches(self) -> None:
+        """Derived from the space and the study alone: rebuilt after unpickling, never saved with the searcher."""
+        self._keys: dict[tuple, tuple] = {}  # parameter values -> configuration
+        self._trial_keys: dict[int, tuple] = {}  # trial number -> configuration
         self._grid: list[dict] | None = None
+        self._configurations: set[tuple] | None = None
+
+    def __getstate__(self) -> dict:
+        return {"base": self.base, "space": self.space, "distributions": self.distributions}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._caches()
 
     # -- configurations --------------------------------------------------------------
 
@@ -198,9 +211,12 @@ class DistinctSampler(optuna.samplers.BaseSampler):
         """The newest trial of each configuration the study has asked for (leaving out trial number ``but``)."""
         latest: dict[tuple, FrozenTrial] = {}
         for trial in study._get_trials(deepcopy=False, use_cache=False):
-            if "name" in trial.user_attrs and trial.number != but:
-                latest[config_key({"name": trial.user_attrs["name"], **trial.params},
-                                  tuple(self.space.hyperparameters))] = trial
+            key = self._trial_keys.get(trial.number)
+            if key is None and "name" in trial.user_attrs:  # set once the trial's configuration is drawn
+                key = self._trial_keys[trial.number] = config_key({"name": trial.user_attrs["name"], **trial.params},
+                                                                  tuple(self.space.hyperparameters))
+            if key is not None and trial.number != but:
+                latest[key] = trial
         return latest
 
     @staticmethod
@@ -220,11 +236,13 @@ class DistinctSampler(optuna.samplers.BaseSampler):
 
     def exhausted(self, study: Study) -> bool:
         """Whether no configuration of a finite space is open to a new trial."""
-        grid = self.grid()
-        if grid is None:
-            return False
-        latest = self.latest_trials(study)
-        return not any(self.open_to(latest, self.key(params)) for params in grid)
+        if self._configurations is None:
+            grid = self.grid()
+            if grid is None:
+                return False
+            self._configurations = {self.key(params) for params in grid}
+        closed = {key for key, trial in self.latest_trials(study).items() if trial.state != TrialState.PRUNED}
+        return self._configurations <= closed
 
     # -- Optuna's sampler interface ------------------------------------------------------
 
