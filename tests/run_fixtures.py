@@ -19,6 +19,7 @@ from pathlib import Path
 import optuna
 
 from wrn_search.data import dataset_info
+from wrn_search.rundir import open_storage
 from wrn_search.spec import WRNSpec
 
 
@@ -61,12 +62,19 @@ def _empty_study_db() -> Path:
     return folder / "study.db"
 
 
+#: How a run's study is kept: the default journal file, or the SQLite file of runs made before it.
+STUDY_KINDS = ("journal", "sqlite")
+
+
 def make_run(run_dir: Path, trials=STANDARD_TRIALS, dataset: str = "digits", budget: int = 3,
-             objectives: tuple[str, ...] = ("val_error", "params")) -> Path:
-    """Write run.json, study.db, epochs.jsonl and trials.jsonl for ``trials``; return ``run_dir``."""
+             objectives: tuple[str, ...] = ("val_error", "params"), study: str = "journal") -> Path:
+    """Write run.json, the study, epochs.jsonl and trials.jsonl for ``trials``; return ``run_dir``.
+
+    ``study``: ``journal`` (``study.log``, what a run writes) or ``sqlite`` (``study.db``, an old-style run).
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     name = run_dir.name
-    storage = f"sqlite:///{run_dir / 'study.db'}"
+    storage = str(run_dir / "study.log") if study == "journal" else f"sqlite:///{run_dir / 'study.db'}"
     created = time.time() - 1.0
     (run_dir / "run.json").write_text(json.dumps({
         "format_version": 1, "wrn_search_version": "0.1.0", "name": name, "study_name": f"{name}-0000",
@@ -75,8 +83,10 @@ def make_run(run_dir: Path, trials=STANDARD_TRIALS, dataset: str = "digits", bud
         "samples": len(trials), "created": datetime.fromtimestamp(created, timezone.utc).isoformat(),
     }))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    shutil.copy(_empty_study_db(), run_dir / "study.db")
-    optuna.create_study(study_name=f"{name}-0000", storage=storage, directions=["minimize"] * len(objectives))
+    if study == "sqlite":
+        shutil.copy(_empty_study_db(), run_dir / "study.db")
+    optuna.create_study(study_name=f"{name}-0000", storage=open_storage(storage),
+                        directions=["minimize"] * len(objectives))
     return add_trials(run_dir, trials)
 
 
@@ -84,7 +94,7 @@ def add_trials(run_dir: Path, trials) -> Path:
     """Append ``trials`` to the run's study and logs, as a running search would."""
     manifest = json.loads((run_dir / "run.json").read_text())
     dataset, objectives = manifest["dataset"], manifest["objectives"]
-    study = optuna.load_study(study_name=manifest["study_name"], storage=manifest["storage"])
+    study = optuna.load_study(study_name=manifest["study_name"], storage=open_storage(manifest["storage"]))
     created = datetime.fromisoformat(manifest["created"]).timestamp()
     offset = len(study.trials)
     with open(run_dir / "epochs.jsonl", "a") as epochs_log, open(run_dir / "trials.jsonl", "a") as trials_log:
@@ -122,4 +132,4 @@ def add_trials(run_dir: Path, trials) -> Path:
 
 def load_study(run_dir: Path) -> optuna.Study:
     info = json.loads((run_dir / "run.json").read_text())
-    return optuna.load_study(study_name=info["study_name"], storage=info["storage"])
+    return optuna.load_study(study_name=info["study_name"], storage=open_storage(info["storage"]))

@@ -93,10 +93,11 @@ def test_write_results_matches_study_best_trials(run_dir):
     assert sorted(front["number"]) == sorted(t.number for t in load_study(run_dir).best_trials)
 
 
-def test_moved_run_reads_its_own_study_db(tmp_path, run_dir):
+@pytest.mark.parametrize("study, own", [("journal", "{}/study.log"), ("sqlite", "sqlite:///{}/study.db")])
+def test_moved_run_reads_its_own_study_file(tmp_path, study, own):
     moved = tmp_path / "moved"
-    shutil.move(run_dir, moved)
-    assert study_storage(moved, RunManifest.load(moved)) == f"sqlite:///{moved / 'study.db'}"
+    shutil.move(make_run(tmp_path / "run", study=study), moved)
+    assert study_storage(moved, RunManifest.load(moved)) == own.format(moved)
     assert len(load_run(moved)) == 8
 
 
@@ -269,7 +270,7 @@ def test_a_bad_manifest_field_is_one_line_naming_it(tmp_path, key, value, expect
 
 def test_readers_never_write_an_empty_study_db(tmp_path):
     """A 0-byte study.db (a kill before Optuna wrote its schema) stays 0 bytes: refused in one line, exit 2."""
-    run = make_run(tmp_path / "run")
+    run = make_run(tmp_path / "run", study="sqlite")
     (run / "study.db").write_bytes(b"")
     for command in READERS:
         done = run_cli(command[0], str(run), *command[1:], cwd=tmp_path)
@@ -281,7 +282,7 @@ def test_readers_never_write_an_empty_study_db(tmp_path):
 
 def test_readers_never_create_a_missing_journal(tmp_path):
     run = make_run(tmp_path / "run")
-    edit_manifest(run, storage=str(run / "study.log"))
+    (run / "study.log").unlink()  # a kill before the driver's first write
     done = run_cli("status", str(run), cwd=tmp_path)
     assert (done.returncode, done.stderr.splitlines()) == (
         2, [f"wrn-search status: error: study-storage: {run / 'study.log'} does not exist (no study yet?)"])
@@ -344,7 +345,7 @@ def test_a_write_cut_short_leaves_the_previous_file(tmp_path, outputs, command):
 
 
 def test_a_study_db_with_damaged_pages_is_one_line_for_every_reader(tmp_path):
-    run = make_run(tmp_path / "run")
+    run = make_run(tmp_path / "run", study="sqlite")
     study = run / "study.db"
     size = study.stat().st_size
     with open(study, "r+b") as file:

@@ -129,7 +129,7 @@ def test_a_reader_creates_no_missing_study_file(tmp_path):
 
 
 def test_a_read_only_study_cannot_be_written(tmp_path):
-    run = make_run(tmp_path / "run")
+    run = make_run(tmp_path / "run", study="sqlite")
     before = (run / "study.db").read_bytes()
     storage = open_storage(f"sqlite:///{run / 'study.db'}", read_only=True)
     study = optuna.load_study(study_name="run-0000", storage=storage)
@@ -142,7 +142,7 @@ def test_a_read_only_study_cannot_be_written(tmp_path):
 
 def test_a_transaction_cut_by_a_kill_is_not_rolled_back_by_a_reader(tmp_path):
     """Rolling back a hot journal is a write; a reader names the problem and who can fix it."""
-    run = make_run(tmp_path / "run")
+    run = make_run(tmp_path / "run", study="sqlite")
     writer_killed_mid_transaction = """if True:
         import os, sqlite3, sys
         database = sqlite3.connect(sys.argv[1], isolation_level=None)

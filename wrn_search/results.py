@@ -18,8 +18,8 @@ import pandas as pd
 
 from .pareto import pareto_front
 from .spec import SPEC_COLUMNS
-from .rundir import (EPOCH_LOG, EPOCH_SCHEMA, PARETO_CSV, RESULTS_CSV, STUDY_FILE, TRIAL_LOG, TRIAL_SCHEMA,
-                     RunManifest, open_storage, read_jsonl, write_atomic)
+from .rundir import (EPOCH_LOG, EPOCH_SCHEMA, PARETO_CSV, RESULTS_CSV, STUDY_FILE, STUDY_JOURNAL, TRIAL_LOG,
+                     TRIAL_SCHEMA, RunManifest, open_storage, read_jsonl, write_atomic)
 from .recipe import CONTINUES, TRAINING_HYPERPARAMETERS
 
 #: Leading columns of :func:`load_run`; the searched hyperparameters, then user attributes the search adds follow.
@@ -37,12 +37,17 @@ INTEGER_COLUMNS = ["number", "depth", "blocks_per_group", "params", "macs", "epo
 
 
 def study_storage(run_dir: Path, manifest: RunManifest) -> str:
-    """The recorded storage, or the run's own ``study.db`` when the recorded SQLite file is gone (a moved run)."""
+    """The recorded storage, or the run's own study file when the recorded one is gone (a moved or copied run):
+    ``study.log`` for a journal study, ``study.db`` for a SQLite one (runs made before the journal default)."""
     prefix = "sqlite:///"
     storage = manifest.storage
-    if storage.startswith(prefix) and not Path(storage[len(prefix):]).exists() and (run_dir / STUDY_FILE).exists():
-        return prefix + str(run_dir / STUDY_FILE)
-    return storage
+    if storage.startswith(prefix):
+        recorded, own, url = Path(storage[len(prefix):]), run_dir / STUDY_FILE, prefix + str(run_dir / STUDY_FILE)
+    elif "://" not in storage:
+        recorded, own, url = Path(storage), run_dir / STUDY_JOURNAL, str(run_dir / STUDY_JOURNAL)
+    else:
+        return storage
+    return url if not recorded.exists() and own.exists() else storage
 
 
 def open_run_storage(run_dir: Path, manifest: RunManifest):

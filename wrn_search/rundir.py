@@ -35,10 +35,13 @@ SCHEDULER_LOG = "scheduler.jsonl"
 RESULTS_CSV = "results.csv"
 PARETO_CSV = "pareto.csv"
 TUNE_DIR = "tune"
+#: The study of a run made before 2026-12-08 without ``--study-storage``: SQLite. Still read and resumed.
 STUDY_FILE = "study.db"
 #: Optuna's table of studies: a SQLite file without it holds no study.
 OPTUNA_STUDY_TABLE = "studies"
-#: A simulated run's study: Optuna's journal file, written in one go when the simulation ends.
+#: A run's study without ``--study-storage``: Optuna's journal file. Only the driver writes the study,
+#: so an append-only local file serves it; SQLite's transaction per write and re-read of every running
+#: trial per ask do not scale to hundreds of concurrent trials (benchmarks/decision_latency.py).
 STUDY_JOURNAL = "study.log"
 #: A simulated run's table, seed, workers and simulated seconds.
 SIMULATION_FILE = "simulation.json"

@@ -36,7 +36,7 @@ from .data import Dataset
 from .interrupts import environment, interrupt_gracefully, stoppable
 from .errors import SearchStalled
 from .lock import LOCK_FILE, run_dir_lock
-from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_FILE, TUNE_DIR, RunManifest,
+from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_JOURNAL, TUNE_DIR, RunManifest,
                      EpochLog, epoch_record, open_storage)
 from .resources import trial_resources
 from .results import RunResults, write_results
@@ -145,7 +145,7 @@ def init_run_dir(space: SearchSpace, run_dir: Path, name: str, tune_path: str | 
     budget = space.trial_budget()
     manifest = RunManifest(
         name=name, study_name=f"{name}-{uuid.uuid4().hex[:8]}",
-        storage=study_storage or f"sqlite:///{run_dir / STUDY_FILE}",
+        storage=study_storage or str(run_dir / STUDY_JOURNAL),
         objectives=list(space.search.objectives), directions=["minimize"] * len(space.search.objectives),
         tune_path=tune_path, dataset=space.dataset.name, epochs=space.training.epochs,
         samples=budget.samples, epoch_budget=budget.epoch_budget, table=table,

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage-path", default="wrn-runs",
                         help="parent of the run directory, or a URI Ray Tune accepts (s3://...) (default: wrn-runs)")
     parser.add_argument("--study-storage", metavar="URL",
-                        help="Optuna storage: any SQLAlchemy URL or a journal file path (default: study.db in the run)")
+                        help="Optuna storage: any SQLAlchemy URL or a journal file path (default: study.log, a journal file, in the run)")
     parser.add_argument("--samples", type=int, help="number of trials (overrides search.samples)")
     parser.add_argument("--epoch-budget", type=int,
                         help="total training epochs of all trials (overrides search.epoch_budget)")

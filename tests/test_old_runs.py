@@ -1,0 +1,71 @@
+"""Runs made before the journal default kept their study in ``RUN_DIR/study.db`` (SQLite): every command
+still reads and resumes them, and none writes a journal beside them."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from search_helpers import run_cli, study_of, write_space
+from test_dashboard import ask
+
+from wrn_search import search
+from wrn_search.dashboards.live import DashboardServer, optuna_server
+from wrn_search.results import open_run_storage
+from wrn_search.rundir import STUDY_FILE, STUDY_JOURNAL, RunManifest
+from wrn_search.space import load_space
+
+
+def old_style_run(tmp_path, monkeypatch):
+    """A real search made with the old default: ``init_run_dir`` recording ``sqlite:///RUN_DIR/study.db``.
+
+    (``--study-storage`` cannot name a file inside a run not yet made, and a study copied there afterwards
+    would not be the one Ray's snapshot of the searcher holds.)
+    """
+    new_run_dir = search.init_run_dir
+
+    def init_with_study_db(space, run_dir, name, tune_path, study_storage, argv, table=None):
+        return new_run_dir(space, run_dir, name, tune_path, f"sqlite:///{run_dir / STUDY_FILE}", argv, table)
+
+    space = load_space(str(write_space(tmp_path, training={"epochs": 2}, search={"samples": 2, "scheduler": "none"})))
+    with monkeypatch.context() as patch:
+        patch.setattr(search, "init_run_dir", init_with_study_db)
+        run_dir = search.run_search(space, name="old", storage_path=str(tmp_path / "runs"), progress=False).run_dir
+    assert RunManifest.load(run_dir).storage == f"sqlite:///{run_dir / STUDY_FILE}"
+    assert not (run_dir / STUDY_JOURNAL).exists()
+    return run_dir
+
+
+def served(server, path: str) -> tuple[int, bytes]:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        return ask(server, "GET", path)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_study_db_run_resumes_and_every_reader_reads_it(local_ray, tmp_path, monkeypatch):
+    run_dir = old_style_run(tmp_path, monkeypatch)
+    search.resume_search(run_dir, samples=3, progress=False)
+    assert len(study_of(run_dir).trials) == 3
+    assert all(trial.state.name == "COMPLETE" for trial in study_of(run_dir).trials)
+
+    status = run_cli("status", str(run_dir), "--json", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["trials"] == 3
+    for command in (("pareto",), ("report", "-o", str(tmp_path / "report.html")),
+                    ("export", "--pareto", "--out", str(tmp_path / "export"))):
+        done = run_cli(command[0], str(run_dir), *command[1:], cwd=tmp_path)
+        assert done.returncode == 0, (command, done.stderr)
+    assert (tmp_path / "report.html").stat().st_size > 0 and any((tmp_path / "export").iterdir())
+
+    status_code, body = served(DashboardServer(run_dir, "127.0.0.1", 0), "/api/views.json")
+    assert status_code == 200 and b"WRN-" in body
+    storage = open_run_storage(run_dir, RunManifest.load(run_dir))
+    study_id = storage.get_study_id_from_name(RunManifest.load(run_dir).study_name)
+    status_code, body = served(optuna_server(storage, "127.0.0.1", 0), f"/api/studies/{study_id}")
+    assert status_code == 200 and b"WRN-" in body
+    assert not (run_dir / STUDY_JOURNAL).exists()
