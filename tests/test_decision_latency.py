@@ -66,3 +66,13 @@ def test_gpu_packing_is_a_skipped_row_without_cuda(capsys):
     assert "skipped: no CUDA" in capsys.readouterr().err
     assert "gpu_packing: skipped: no CUDA" in run.format_table([row])
     assert json.loads(json.dumps(row.to_dict()))["details"] == {"skipped": "no CUDA"}
+
+
+def test_the_default_search_has_a_configuration_for_each_of_its_10000_trials():
+    """A study never trains a configuration twice: on the 192 of digits-wrn the 10,000-trial run ended early."""
+    space = decision_latency.large_space()
+    ours = decision_latency.WORKLOADS[False][0]
+    assert (ours.storage, ours.sampler, ours.trials) == ("journal", space.search.sampler, 10_000)
+    assert (space.search.sampler, space.search.scheduler) == ("tpe", "moasha")
+    assert len(list(space.grid_configs())) >= max(workload.trials for workload in decision_latency.WORKLOADS[False])
+    assert space.training == decision_latency.load_space(decision_latency.SPACE).training
