@@ -29,6 +29,10 @@ COLUMNS = [
     "wall_seconds", "started", "finished", "elapsed_seconds",
 ]
 
+#: User attributes (and results columns) of a trial reused from an earlier run (``wrn-search run --warm-start``):
+#: that run's directory and the trial's number there. Empty for the trials this run trained.
+SOURCE_RUN = "source_run"
+SOURCE_TRIAL = "source_trial"
 #: Study states of a trial not yet told: asked for (WAITING) or training (RUNNING).
 UNFINISHED_STATES = ("RUNNING", "WAITING")
 #: Counts, held as nullable integers (a running trial may not know its cost yet); see :func:`_counts`.
@@ -194,6 +198,19 @@ def hyperparameters(row: pd.Series | dict) -> dict:
 def hyperparameter_text(row: pd.Series | dict) -> str:
     """``lr=0.05 batch_size=64``: a row's searched hyperparameters in one line (empty when none are searched)."""
     return " ".join(f"{name}={value:g}" for name, value in hyperparameters(row).items())
+
+
+def reused(frame: pd.DataFrame) -> pd.Series:
+    """Mask of the trials reused from earlier runs (they cost this run nothing)."""
+    return frame[SOURCE_RUN].notna() if SOURCE_RUN in frame else pd.Series(False, index=frame.index)
+
+
+def source_text(row: pd.Series | dict) -> str:
+    """``reused from RUN #12`` for a trial reused from an earlier run, else empty."""
+    source = row.get(SOURCE_RUN)
+    if not isinstance(source, str):
+        return ""
+    return f"reused from {Path(source).name} #{int(row[SOURCE_TRIAL])}"
 
 
 def write_results(results: RunResults) -> tuple[Path, Path]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .results import RunResults, hyperparameters, plain
+from .results import SOURCE_RUN, RunResults, hyperparameters, plain, reused
 from .rundir import trained_epochs
 
 #: Fields of the best trial that :func:`status` reports, besides its searched hyperparameters.
@@ -24,6 +24,7 @@ def status(run_dir: str | Path) -> dict:
     manifest, frame = results.manifest, results.trials
     complete = frame[frame["state"] == "COMPLETE"]
     best = complete.sort_values(["val_error", "params"]).head(1)
+    sources = frame.loc[reused(frame), SOURCE_RUN] if SOURCE_RUN in frame else frame.iloc[:0, 0]
     epochs_done = sum(trained_epochs(run_dir).values())  # as the searcher counts them against the epoch budget
     return {
         "run_dir": str(run_dir),
@@ -33,6 +34,8 @@ def status(run_dir: str | Path) -> dict:
         "epoch_budget": manifest.epoch_budget,
         "trials": len(frame),
         "states": results.states,
+        # trials of earlier runs (--warm-start): in the study, costing neither samples nor epochs
+        "reused": {str(run): int(count) for run, count in sources.value_counts(sort=False).items()},
         "epochs_done": epochs_done,
         "full_epochs": manifest.epochs,
         "best": None if best.empty else {**{key: plain(best.iloc[0][key]) for key in BEST_FIELDS},
@@ -46,10 +49,10 @@ def resume_plan(results: RunResults, epochs_done: int) -> dict:
     """What ``wrn-search resume`` would do: unfinished trials it continues, new ones it starts.
 
     Trials are counted as the searcher counts what it asked for: not those lost to a kill,
-    nor re-runs added after an error.
+    nor re-runs added after an error, nor trials reused from earlier runs.
     """
     frame = results.trials
     retries = frame["retry_of"].notna() if "retry_of" in frame else False
-    asked = int((~(frame["outcome"].eq("lost") | retries)).sum())
+    asked = int((~(frame["outcome"].eq("lost") | retries | reused(frame))).sum())
     return {"continue_unfinished": results.unfinished,
             "start_new": results.manifest.trial_budget.new_trials(asked, epochs_done)}

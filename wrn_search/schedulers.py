@@ -131,6 +131,16 @@ class SuccessiveHalving(FIFOScheduler):
             append_jsonl(Path(self.log_path), {"milestone": milestone, "trial_id": trial_id, "values": values,
                                                "stopped": stopped})
 
+    def add(self, milestone: int, trial_id: str, values: list[float], stopped: bool) -> None:
+        """Record a decision this search did not make (a trial reused from an earlier run, :mod:`.warmstart`):
+        in the log, and in the rungs where they are loaded already or live in memory only (else the log is
+        replayed into them at their first use)."""
+        self.record(milestone, trial_id, list(values), stopped)
+        if self._rungs is not None or not self.log_path:
+            self.rungs.setdefault(str(milestone), {})[trial_id] = list(values)
+            if stopped:
+                self.stopped.setdefault(str(milestone), []).append(trial_id)
+
     def decide(self, trial_id: str, iteration: float, values: Point, start: int = 0) -> str:
         """Record ``values`` at the rung ``iteration`` reached first and say CONTINUE or STOP.
 

@@ -47,6 +47,7 @@ from .space import SearchSpace, load_space
 from .trainable import train_trial
 from .progress import ProgressLine, announce
 from .watchdog import SearchWatchdog
+from .warmstart import WarmStart
 
 DEFAULT_STORAGE_PATH = "wrn-runs"
 #: Retries of a crashed trial (from its last checkpoint) before the study is told FAIL.
@@ -287,9 +288,13 @@ def run_search(
     progress: bool = True,
     callbacks: Sequence[tune.Callback] = (),
     argv: list[str] | None = None,
+    warm_start: Sequence[str | Path] = (),
 ) -> RunResults:
     """Run a search and return its results, read once at the end for the files and the caller.
     Bad input raises ``ValueError`` before anything is written.
+
+    ``warm_start`` names earlier runs whose trials that fit the space enter the study as already
+    evaluated, at no cost (:mod:`wrn_search.warmstart`).
 
     ``progress`` prints the run directory, the dashboard command and one progress line on stderr;
     ``verbose`` is Ray Tune's own output (``RunConfig.verbose``: 0 none, 1 its status and per-trial
@@ -304,6 +309,7 @@ def run_search(
     run_dir, tune_storage = run_dir_for(name, storage_path)
     if run_dir.exists() and not never_started(run_dir):
         raise FileExistsError(f"run directory {run_dir} exists; continue it with `wrn-search resume {run_dir}`")
+    warm = WarmStart.plan(space, warm_start, run_dir) if warm_start else None
     with quiet_optuna():
         make_sampler(space)  # fails now, not in Ray, if the sampler cannot be built
         if study_storage is not None:
@@ -316,12 +322,16 @@ def run_search(
             with run_dir_lock(run_dir, "wrn-search run"):
                 try:
                     manifest = init_run_dir(space, run_dir, name, tune_path, study_storage, argv)
+                    if warm is not None:  # before the searcher's first ask; the rungs go to scheduler.jsonl
+                        warm.apply(warm.study(manifest), make_scheduler(space, run_dir))
                     tuner = build_tuner(space, run_dir, manifest, trainable)
                 except BaseException:
                     shutil.rmtree(run_dir, ignore_errors=True)  # a run that never started leaves nothing behind
                     raise
                 if progress:
                     announce(f"run directory {run_dir}", run_dir)
+                    if warm is not None:
+                        warm.say()
                 return fit(tuner, run_dir, manifest,
                            session_callbacks(run_dir, manifest, callbacks, progress, verbose), verbose)
 

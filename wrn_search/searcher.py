@@ -33,8 +33,11 @@ from .samplers import AskTellGridSampler  # noqa: F401  (grid runs pickled befor
 from .recipe import CONTINUES, START_EPOCH
 from .samplers import RUNG_VALUES, START_UP_TRIALS, DistinctSampler, RungTPESampler, make_sampler
 from .space import SearchSpace
+from .warmstart import CONTINUES_EXPERIMENT, CONTINUES_TRIAL, continued_from
 
 logger = logging.getLogger(__name__)
+#: The config keys of a trial that continues one stopped early (:meth:`StudySearcher._continuation`).
+CONTINUATION_KEYS = (CONTINUES, START_EPOCH, CONTINUES_EXPERIMENT, CONTINUES_TRIAL)
 
 class StudySearcher(OptunaSearch):
     """``OptunaSearch`` over a :class:`SearchSpace`, with honest trial states, a sample and an epoch budget.
@@ -141,11 +144,12 @@ class StudySearcher(OptunaSearch):
             earlier = sampler.latest_trials(self.study, but=trial.number).get(sampler.key(trial.params))
             if earlier is None or earlier.state != TrialState.PRUNED:
                 return {}
-            attrs = {CONTINUES: earlier.number, START_EPOCH: int(earlier.user_attrs.get("epochs", 0))}
+            attrs = {CONTINUES: earlier.number, START_EPOCH: int(earlier.user_attrs.get("epochs", 0)),
+                     **continued_from(earlier)}  # a trial reused from an earlier run: its checkpoints there
             for key, value in attrs.items():
                 trial.set_user_attr(key, value)
         self.start_epochs[trial_id] = attrs[START_EPOCH]
-        return {CONTINUES: attrs[CONTINUES], START_EPOCH: attrs[START_EPOCH]}
+        return {key: attrs[key] for key in CONTINUATION_KEYS if key in attrs}
 
     def classify(self, result: dict | None, error: bool) -> tuple[TrialState, str]:
         """The study state and the outcome word of a finished Tune trial."""

@@ -20,7 +20,7 @@ import itertools
 import json
 import math
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +39,7 @@ from .searcher import StudySearcher
 from .space import SearchSpace
 from .results import RunResults, write_results
 from .table import FAILED_OUTCOMES, Curve, Table
+from .warmstart import WarmStart
 
 #: Schedulers the simulator runs: ours continue or stop; Ray's hyperband and median also pause trials.
 SIMULATED_SCHEDULERS = ("moasha", "asha", "none")
@@ -192,16 +193,23 @@ def table_seed(table: Table, seed: int) -> int:
 
 def replay(space: SearchSpace, table: Table, workers: int, run_dir: Path, study_name: str,
            time_budget: float | None = None, storage: optuna.storages.BaseStorage | None = None,
-           on_epoch: Callable[[dict], None] | None = None, origin: float = 0.0) -> Simulation:
+           on_epoch: Callable[[dict], None] | None = None, origin: float = 0.0,
+           warm_start: WarmStart | None = None) -> Simulation:
     """Run the space's own searcher and scheduler over ``table`` and return the finished simulation.
 
     The study is created in ``storage`` (default: in memory); the searcher's trial log goes
     to ``run_dir``; the scheduler keeps its rungs in memory (a simulation is never resumed).
+    ``warm_start``'s trials enter the study and the rungs before the first ask.
     """
     check_simulable(space, table)
-    searcher = StudySearcher(space, run_dir, study_name, "", space.trial_budget(),
-                             storage=storage or optuna.storages.InMemoryStorage())
-    simulation = Simulation(searcher, make_scheduler(space, None) or FIFOScheduler(), table,
+    storage = storage or optuna.storages.InMemoryStorage()
+    scheduler = make_scheduler(space, None) or FIFOScheduler()
+    if warm_start is not None:
+        study = optuna.create_study(study_name=study_name, storage=storage,
+                                    directions=["minimize"] * len(space.search.objectives))
+        warm_start.apply(study, scheduler)
+    searcher = StudySearcher(space, run_dir, study_name, "", space.trial_budget(), storage=storage)
+    simulation = Simulation(searcher, scheduler, table,
                             table_seed(table, space.search.seed), workers, time_budget, on_epoch, origin)
     simulation.run()
     return simulation
@@ -209,9 +217,10 @@ def replay(space: SearchSpace, table: Table, workers: int, run_dir: Path, study_
 
 def simulate(space: SearchSpace, table: Table, workers: int, time_budget: float | None = None,
              name: str | None = None, storage_path: str = "wrn-runs", study_storage: str | None = None,
-             argv: list[str] | None = None) -> RunResults:
+             argv: list[str] | None = None, warm_start: Sequence[str | Path] = ()) -> RunResults:
     """Run a simulated search into a new run directory and return its results (as :func:`run_search` does);
-    bad input raises ``ValueError`` first.
+    bad input raises ``ValueError`` first. ``warm_start`` names earlier simulated runs of the same table whose
+    trials that fit the space enter the study as already evaluated (:mod:`wrn_search.warmstart`).
 
     Like a real run it ends with ``results.csv``, ``pareto.csv`` and ``report.html``. The study lives in
     memory while the clock runs and is copied to ``study_storage`` at the end
@@ -232,14 +241,18 @@ def simulate(space: SearchSpace, table: Table, workers: int, time_budget: float 
     run_dir, _ = run_dir_for(name, storage_path)
     if run_dir.exists():
         raise FileExistsError(f"run directory {run_dir} exists; choose another --name")
+    warm = WarmStart.plan(space, warm_start, run_dir, table=table.source) if warm_start else None
     run_dir.mkdir(parents=True)
+    if warm is not None:
+        warm.say()
     with quiet_optuna():  # the sampler options wrn-search chose are not news to the user
         try:
             manifest = init_run_dir(space, run_dir, name, None, study_storage or str(run_dir / STUDY_JOURNAL), argv,
                                     table=table.source)
             epochs: list[dict] = []
             simulation = replay(space, table, workers, run_dir, manifest.study_name, time_budget,
-                                on_epoch=epochs.append, origin=datetime.fromisoformat(manifest.created).timestamp())
+                                on_epoch=epochs.append, origin=datetime.fromisoformat(manifest.created).timestamp(),
+                                warm_start=warm)
             write_jsonl(run_dir / EPOCH_LOG, epochs)
             optuna.copy_study(from_study_name=manifest.study_name,
                               from_storage=simulation.searcher.study._storage,

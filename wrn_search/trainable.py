@@ -23,6 +23,7 @@ from .data import Dataset
 from .resources import CUDA_CONTEXT_BYTES, MARGIN_BYTES, memory_fraction
 from .recipe import CONTINUES
 from .spec import WRNSpec
+from .warmstart import continued_checkpoints
 from .train import CHECKPOINT_FILE, CheckpointError, OutOfMemory, Trainer, TrainConfig, free_device_memory
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def _train_trial(config: dict, dataset: Dataset, training: TrainConfig, experime
     if experiment_path is not None and config.get("number") is not None:
         checkpoints = TrialCheckpoints(experiment_path, config["number"])
     if experiment_path is not None and config.get(CONTINUES) is not None:
-        continued = TrialCheckpoints(experiment_path, config[CONTINUES])
+        continued = continued_checkpoints(config, experiment_path)  # this run's, or an earlier run's
     try:
         limit_gpu_memory(gpus)
         trainer = Trainer(WRNSpec.from_columns(config), dataset, trial_train_config(config, training, gpus))

@@ -33,14 +33,15 @@ def print_front(results: RunResults, x: str | None = None, csv: str | None = Non
     """``wrn-search pareto``'s output from loaded results (over error and ``x``, else the study's objectives),
     so the end of ``run`` prints it from the read that wrote the run's files."""
     from ..pareto import hypervolume, pareto_front, reference_point
-    from ..results import hyperparameter_columns, hyperparameter_text
+    from ..results import SOURCE_RUN, SOURCE_TRIAL, hyperparameter_columns, hyperparameter_text, source_text
 
     frame = results.trials
     objectives = ["val_error", x] if x else list(results.manifest.objectives)
     front = pareto_front(frame, objectives) if x else results.front
     if csv:
         front.to_csv(csv, index=False)
-    rows = front[FRONT_COLUMNS + hyperparameter_columns(front)]  # lr=... tells apart two trials of one net
+    sources = [column for column in (SOURCE_RUN, SOURCE_TRIAL) if column in front]  # reused from earlier runs
+    rows = front[FRONT_COLUMNS + hyperparameter_columns(front) + sources]  # lr=... tells apart two trials of one net
     if as_json:
         print(json.dumps(json.loads(rows.to_json(orient="records")), indent=1))
         return 0
@@ -51,7 +52,8 @@ def print_front(results: RunResults, x: str | None = None, csv: str | None = Non
         # Costs are float when one is beyond int64 (load_run); ",.0f" prints both kinds as whole numbers.
         tied = f"  (+{row['ties']} same net, same values)" if row["ties"] else ""
         print(f"{row['number']:>4} {row['name']:<28} {row['params']:>12,.0f} {row['macs']:>14,.0f} "
-              f"{row['val_error']:>9.4f} {row['epochs']:>6}  {row['trial_id']}  {hyperparameter_text(row)}".rstrip()
+              f"{row['val_error']:>9.4f} {row['epochs']:>6}  {source_text(row) or row['trial_id']}  "
+              f"{hyperparameter_text(row)}".rstrip()
               + tied)
     early = int((frame["state"] == "PRUNED").sum())
     ties = int(front["ties"].sum())

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial")
     parser.add_argument("--max-concurrent", type=int, help="trials running at once")
     parser.add_argument("--seed", type=int, help="sampler and data-split seed")
+    parser.add_argument("--warm-start", nargs="+", default=[], metavar="RUN_DIR",
+                        help="earlier runs whose trials that fit this space and recipe enter the study as already "
+                             "evaluated, at no cost")
     add_output_arguments(parser)
 
 
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     with interrupt_gracefully():  # from the start: a stop while the data loads stops the search once it runs
         space = load_space(args.space).with_overrides(**overrides)
         results = run_search(space, name=args.name, storage_path=args.storage_path, address=args.address,
-                             study_storage=args.study_storage, verbose=int(args.verbose), progress=not args.quiet)
+                             study_storage=args.study_storage, verbose=int(args.verbose), progress=not args.quiet,
+                             warm_start=args.warm_start)
     return show_result(results, args.json)
 
 

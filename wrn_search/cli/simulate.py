@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage-path", default="wrn-runs", help="parent of the run directory (default: wrn-runs)")
     parser.add_argument("--study-storage", metavar="URL",
                         help="Optuna storage: any SQLAlchemy URL or a journal file path (default: study.log in the run)")
+    parser.add_argument("--warm-start", nargs="+", default=[], metavar="RUN_DIR",
+                        help="earlier simulated runs of the table whose trials that fit this space enter the study "
+                             "as already evaluated, at no cost")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
     workers = space.search.max_concurrent if args.workers is None else args.workers
     results = simulate(space, table, workers, time_budget=args.time_budget, name=args.name,
                        storage_path=args.storage_path, study_storage=args.study_storage,
-                       argv=["wrn-search", *sys.argv[1:]])
+                       argv=["wrn-search", *sys.argv[1:]], warm_start=args.warm_start)
     return show_result(results)

@@ -22,8 +22,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=1))
         return 0
     print(f"run {summary['name']}  ({summary['run_dir']})")
-    print(f"trials: {summary['trials']} of {summary['samples']}  "
+    reused = sum(summary["reused"].values())
+    print(f"trials: {summary['trials'] - reused} of {summary['samples']}{f' (+{reused} reused)' if reused else ''}  "
           + "  ".join(f"{state}={count}" for state, count in sorted(summary["states"].items())))
+    for run, count in summary["reused"].items():
+        print(f"reused: {count} trial(s) of {run} (not counted against the samples or the epochs)")
     budget = f" of the epoch budget {summary['epoch_budget']}" if summary["epoch_budget"] else ""
     print(f"epochs trained: {summary['epochs_done']}{budget} (full budget {summary['full_epochs']} per trial)")
     best = summary["best"]

@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from wrn_search.results import hyperparameter_columns, hyperparameter_text
+from wrn_search.results import hyperparameter_columns, hyperparameter_text, source_text
 
 from .axes import AXIS_TITLES, ErrorWindow, cost_axis, layout
 from .paper import PaperPoint
@@ -47,6 +47,7 @@ def trial_notes(frame: pd.DataFrame) -> pd.Series:
     notes = {}
     for _, row in frame.iterrows():
         lines = [hyperparameter_text(row)] if hyperparameter_columns(row) else []
+        lines.append(source_text(row))
         same = trials.get(row["name"], [])
         if len(same) > 1:
             listed = ", ".join(f"#{n}" for n in same[:LISTED_REPEATS]) + (", …" if len(same) > LISTED_REPEATS else "")
@@ -207,7 +208,8 @@ def front_table(front: pd.DataFrame) -> str:
     header = ["#", "name", "params", "MACs", "val error", "epochs", "trial id", *searched]
     rows = [
         [row["number"], row["name"], f"{row['params']:,}", f"{row['macs']:,}", f"{row['val_error']:.4f}",
-         row["epochs"], row["trial_id"], *(f"{row[h]:g}" if pd.notna(row[h]) else "" for h in searched)]
+         row["epochs"], source_text(row) or row["trial_id"],
+         *(f"{row[h]:g}" if pd.notna(row[h]) else "" for h in searched)]
         for _, row in front.iterrows()
     ]
     return html_table(header, rows, "pareto-table")
