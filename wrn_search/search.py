@@ -10,7 +10,6 @@ end by writing ``results.csv``, ``pareto.csv`` and ``report.html``.
 
 from __future__ import annotations
 
-import errno
 import os
 import shlex
 import shutil
@@ -25,16 +24,16 @@ from datetime import datetime
 from pathlib import Path
 
 import optuna
-import pyarrow.fs
 from ray import tune
 from ray.tune.schedulers import HyperBandScheduler, MedianStoppingRule, TrialScheduler
 
-from .checkpoints import TrialCheckpoints, storage_fs, trial_dirname
+from .checkpoints import TrialCheckpoints, trial_dirname
 from .cluster import ray_session
 from .dashboards.report import REPORT_FILE, write_report
 from .data import Dataset
 from .interrupts import environment, interrupt_gracefully, stoppable
 from .errors import SearchStalled
+from .failures import TrialFailures, unwritable_error
 from .lock import LOCK_FILE, run_dir_lock
 from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_JOURNAL, TUNE_DIR, RunManifest,
                      EpochLog, epoch_record, open_storage)
@@ -43,6 +42,7 @@ from .results import RunResults, write_results
 from .schedulers import SuccessiveHalving
 from .samplers import make_sampler
 from .searcher import StudySearcher, search_algorithm
+from .snapshot import has_snapshot
 from .space import SearchSpace, load_space
 from .trainable import train_trial
 from .progress import ProgressLine, announce
@@ -195,21 +195,6 @@ class RunDirUnwritable(OSError):
     """The run directory or Tune's storage could not be written (disk full, read-only)."""
 
 
-#: errno values meaning "no room or no right to write": the run can continue once that is fixed.
-UNWRITABLE = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM)
-
-
-def unwritable_error(error: BaseException) -> OSError | None:
-    """The disk-full or read-only ``OSError`` behind ``error`` (Tune wraps what its callbacks raise), if any."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, OSError) and error.errno in UNWRITABLE:
-            return error
-        error = error.__cause__ or error.__context__
-    return None
-
-
 @contextmanager
 def quiet_optuna() -> Iterator[None]:
     """No ExperimentalWarning for the sampler options wrn-search chose, and no "A new study created" line."""
@@ -231,16 +216,19 @@ def session_callbacks(run_dir: Path, manifest: RunManifest, callbacks: Sequence[
 
 
 def fit(tuner: tune.Tuner, run_dir: Path, manifest: RunManifest, callbacks: Sequence[tune.Callback],
-        verbose: int) -> RunResults:
+        verbose: int, progress: bool = True) -> RunResults:
     """Run the experiment with this session's ``callbacks`` and Ray output, write the results and the report
-    from one read of the run, and return that read; say so, and how to continue, if it did not end."""
+    from one read of the run, and return that read; say so, and how to continue, if it did not end.
+    A failed trial is one line (none without ``progress``) unless ``verbose``, or stops the search if the disk
+    cannot be written (:class:`TrialFailures`)."""
     # Tuner.restore takes no RunConfig: this session's callbacks and verbosity join the restored one here.
     run_config = tuner._local_tuner.get_run_config()
     watchdog = SearchWatchdog(tuner._local_tuner._tune_config.search_alg)
-    run_config.callbacks = [*(run_config.callbacks or []), watchdog, *callbacks]
+    failures = TrialFailures(say=progress and not verbose, tracebacks=bool(verbose))
+    run_config.callbacks = [*(run_config.callbacks or []), watchdog, failures, *callbacks]
     run_config.verbose = verbose
     ray_output = environment(TUNE_NEW_OUTPUT_ENV, "0") if not verbose else nullcontext()
-    with interrupt_gracefully() as interrupted, ray_output:
+    with interrupt_gracefully() as interrupted, ray_output, failures.watching():
         try:
             tuner.fit()
         except Exception as error:
@@ -248,7 +236,7 @@ def fit(tuner: tune.Tuner, run_dir: Path, manifest: RunManifest, callbacks: Sequ
             if cause is None:
                 raise
             raise RunDirUnwritable(f"run_dir: cannot write {cause.filename or run_dir} "
-                                   f"({cause.strerror}); finished trials are kept: make room (or make it "
+                                   f"({os.strerror(cause.errno)}); finished trials are kept: make room (or make it "
                                    f"writable) and continue with `wrn-search resume {run_dir}`") from None
     results = RunResults.load(run_dir)
     write_results(results)
@@ -262,15 +250,6 @@ def fit(tuner: tune.Tuner, run_dir: Path, manifest: RunManifest, callbacks: Sequ
         raise SearchStalled(f"{watchdog.stalled}: {finished} of {manifest.samples} trials finished; "
                             f"continue with: wrn-search resume {run_dir}")
     return results
-
-
-def has_snapshot(tune_path: str) -> bool:
-    """Whether Tune wrote an experiment snapshot to restore (a kill can come before the first one)."""
-    if not tune.Tuner.can_restore(tune_path):
-        return False
-    fs, root = storage_fs(tune_path)
-    return any(info.base_name.startswith("experiment_state-")
-               for info in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True)))
 
 
 def never_started(run_dir: Path) -> bool:
@@ -333,7 +312,7 @@ def run_search(
                     if warm is not None:
                         warm.say()
                 return fit(tuner, run_dir, manifest,
-                           session_callbacks(run_dir, manifest, callbacks, progress, verbose), verbose)
+                           session_callbacks(run_dir, manifest, callbacks, progress, verbose), verbose, progress)
 
 
 def resume_search(run_dir: str | Path, samples: int | None = None, address: str | None = None,
@@ -369,9 +348,9 @@ def resume_search(run_dir: str | Path, samples: int | None = None, address: str 
                 tuner = tune.Tuner.restore(manifest.tune_path, trainable, resume_unfinished=True,
                                            resume_errored=True)
             else:
-                headline = f"starting {run_dir} (stopped before Ray recorded its experiment)"
+                headline = f"starting {run_dir} (Ray's experiment snapshot is missing or torn)"
                 tuner = build_tuner(space, run_dir, manifest, trainable)
             if progress:
                 announce(headline, run_dir)
             return fit(tuner, run_dir, manifest, session_callbacks(run_dir, manifest, callbacks, progress, verbose),
-                       verbose)
+                       verbose, progress)

@@ -1,0 +1,54 @@
+"""What counts as a disk that cannot be written, and as a Ray snapshot that restores (real files, no Ray)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import pickle
+import sqlite3
+
+import optuna
+import pytest
+
+from wrn_search.failures import unwritable_error
+from wrn_search.snapshot import has_snapshot
+
+
+def test_a_read_only_sqlite_study_is_unwritable_through_optuna(tmp_path):
+    """Optuna wraps SQLite's "attempt to write a readonly database" in StorageInternalError: still a read-only disk."""
+    path = tmp_path / "study.db"
+    optuna.create_study(storage=f"sqlite:///{path}", study_name="s")
+    storage = optuna.storages.RDBStorage(f"sqlite:///file:{path}?mode=ro&uri=true")
+    with pytest.raises(optuna.exceptions.StorageInternalError) as raised:
+        optuna.load_study(study_name="s", storage=storage).ask()
+    cause = unwritable_error(raised.value)
+    assert cause is not None and cause.errno == errno.EROFS
+
+
+def test_other_sqlite_errors_are_not_a_disk_fault():
+    with pytest.raises(sqlite3.OperationalError) as raised:
+        sqlite3.connect(":memory:").execute("SELECT * FROM missing")
+    assert unwritable_error(raised.value) is None
+
+
+def write_snapshot(tune_dir, state: bytes, searcher: bytes) -> None:
+    tune_dir.mkdir(exist_ok=True)
+    (tune_dir / "tuner.pkl").write_bytes(pickle.dumps({"tuner": 1}))
+    (tune_dir / "experiment_state-2026-12-07_10-00-00.json").write_bytes(state)
+    (tune_dir / "searcher-state-2026-12-07_10-00-00.pkl").write_bytes(searcher)
+
+
+def test_a_torn_snapshot_counts_as_none(tmp_path):
+    """Tune copies its snapshot onto storage in place: a full disk leaves a cut JSON or a pickle without its end."""
+    state = json.dumps({"runner_data": {}, "trial_data": [["x" * 100]]}).encode()
+    searcher = pickle.dumps({"trials": list(range(100))})
+    tune_dir = tmp_path / "tune"
+    assert not has_snapshot(str(tune_dir))
+    write_snapshot(tune_dir, state, searcher)
+    assert has_snapshot(str(tune_dir))
+    write_snapshot(tune_dir, state[: len(state) // 2], searcher)
+    assert not has_snapshot(str(tune_dir))
+    write_snapshot(tune_dir, state, searcher[:-1])
+    assert not has_snapshot(str(tune_dir))
+    (tune_dir / "experiment_state-2026-12-07_11-00-00.json").write_bytes(state)  # a newer one, whole; the pickle
+    assert not has_snapshot(str(tune_dir))                                      # restored with it is still torn
