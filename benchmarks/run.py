@@ -24,7 +24,7 @@ from benchmarks.common import Row, log  # noqa: E402
 BENCHMARKS = {name: (lambda quick, threads, name=name: importlib.import_module(f"benchmarks.{name}").run(
     quick=quick, threads=threads)) for name in (
     "loader", "train_step", "trial_overhead", "search_efficiency", "cost_model", "sim_efficiency",
-    "decision_latency", "gpu_packing", "warm_start",
+    "decision_latency", "gpu_packing", "cluster_driver", "warm_start",
 )}
 
 

@@ -78,3 +78,26 @@ def test_the_ray_benchmarks_read_a_real_search(local_ray, tmp_path, monkeypatch)
     monkeypatch.setattr(trial_overhead, "TRIALS", 2)
     measured = trial_overhead.ours(tmp_path)
     assert measured["trials"] == 2 and measured["wall_s"] > measured["training_s"] > 0
+
+
+@pytest.mark.parametrize("name", ["trial_overhead", "cluster_driver"])
+def test_a_ray_benchmark_space_has_a_configuration_for_each_trial(tmp_path, name):
+    """A study never trains a configuration twice: a space smaller than the trials ends the search early."""
+    import importlib
+
+    import yaml
+
+    from wrn_search.space import load_space
+
+    module = importlib.import_module(f"benchmarks.{name}")
+    trials = module.TRIALS if name == "trial_overhead" else max(module.TRIALS.values())
+    document = module.space_document() if name == "trial_overhead" else module.space_document(trials)
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(document))
+    assert len(list(load_space(path).grid_configs())) >= trials
+
+
+def test_cluster_driver_counts_the_trials_running_at_once():
+    from benchmarks.cluster_driver import most_running
+
+    assert most_running([0.0, 1.0, 2.0, 5.0], [3.0, 4.0, 6.0, 7.0]) == 3
