@@ -9,8 +9,11 @@ import sqlite3
 
 import optuna
 import pytest
+from run_fixtures import make_run
+from search_helpers import run_cli, write_space
 
 from wrn_search.failures import unwritable_error
+from wrn_search.rundir import read_jsonl
 from wrn_search.snapshot import has_snapshot
 
 
@@ -52,3 +55,21 @@ def test_a_torn_snapshot_counts_as_none(tmp_path):
     assert not has_snapshot(str(tune_dir))
     (tune_dir / "experiment_state-2026-12-07_11-00-00.json").write_bytes(state)  # a newer one, whole; the pickle
     assert not has_snapshot(str(tune_dir))                                      # restored with it is still torn
+
+
+def test_resume_refuses_bad_budgets_before_writing_anything(tmp_path):
+    """A refused ``resume --samples/--epoch-budget`` writes no ``.lock`` and leaves ``run.json`` as it was;
+    fewer samples than the trials the run finished are refused too."""
+    run_dir = make_run(tmp_path / "runs" / "done")
+    write_space(run_dir, "space.yaml")
+    finished = len({record["number"] for record in read_jsonl(run_dir / "trials.jsonl")})
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
+    for args, field in ((["--samples", "0"], "samples"), (["--samples", str(finished - 1)], "samples"),
+                        (["--epoch-budget", "-5"], "epoch_budget")):
+        result = run_cli("resume", str(run_dir), *args, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr[-3000:]
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"{field}: " in lines[0], result.stderr[-3000:]
+        assert {path.name: path.read_bytes() for path in run_dir.iterdir()} == before, args
+    assert f"below the {finished} trials this run has finished" in run_cli(
+        "resume", str(run_dir), "--samples", "1", cwd=tmp_path).stderr

@@ -35,8 +35,8 @@ from .interrupts import environment, interrupt_gracefully, stoppable
 from .errors import SearchStalled
 from .failures import TrialFailures, unwritable_error
 from .lock import LOCK_FILE, run_dir_lock
-from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_JOURNAL, TUNE_DIR, RunManifest,
-                     EpochLog, epoch_record, open_storage)
+from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_JOURNAL, TRIAL_LOG, TRIAL_SCHEMA,
+                     TUNE_DIR, RunManifest, EpochLog, epoch_record, open_storage, read_jsonl)
 from .resources import trial_resources
 from .results import RunResults, write_results
 from .schedulers import SuccessiveHalving
@@ -315,6 +315,22 @@ def run_search(
                            session_callbacks(run_dir, manifest, callbacks, progress, verbose), verbose, progress)
 
 
+def set_budgets(space: SearchSpace, manifest: RunManifest, run_dir: Path, samples: int | None,
+                epoch_budget: int | None) -> None:
+    """Put the budgets ``resume`` was given on ``manifest`` (saved once the run is held), validated as the space's
+    own fields on top of those an earlier resume set; fewer samples than the trials the run finished are refused."""
+    raised = {key: value for key, value in (("samples", samples), ("epoch_budget", epoch_budget)) if value is not None}
+    if not raised:
+        return
+    budget = space.with_overrides(**{"samples": manifest.samples, "epoch_budget": manifest.epoch_budget,
+                                     **raised}).trial_budget()
+    finished = len({record["number"] for record in read_jsonl(run_dir / TRIAL_LOG, TRIAL_SCHEMA)})
+    if samples is not None and budget.samples < finished:
+        raise ValueError(f"samples: {budget.samples} is below the {finished} trials this run has finished; "
+                         f"give at least {finished}")
+    manifest.samples, manifest.epoch_budget = budget.samples, budget.epoch_budget
+
+
 def resume_search(run_dir: str | Path, samples: int | None = None, address: str | None = None,
                   argv: list[str] | None = None, epoch_budget: int | None = None, verbose: int = 0,
                   progress: bool = True, callbacks: Sequence[tune.Callback] = ()) -> RunResults:
@@ -329,14 +345,9 @@ def resume_search(run_dir: str | Path, samples: int | None = None, address: str 
     if manifest.table is not None:
         raise ValueError(f"run_dir: {run_dir} is a simulated run (table {manifest.table}); nothing to resume: "
                          "simulate again")
+    space = load_space(str(run_dir / SPACE_FILE))
+    set_budgets(space, manifest, run_dir, samples, epoch_budget)  # refused before the lock: nothing written
     with run_dir_lock(run_dir, "wrn-search resume"), quiet_optuna():
-        space = load_space(str(run_dir / SPACE_FILE))
-        raised = {key: value for key, value in (("samples", samples), ("epoch_budget", epoch_budget))
-                  if value is not None}
-        if raised:  # validated as the space's own fields, on top of the budgets an earlier resume may have set
-            budget = space.with_overrides(**{"samples": manifest.samples, "epoch_budget": manifest.epoch_budget,
-                                             **raised}).trial_budget()
-            manifest.samples, manifest.epoch_budget = budget.samples, budget.epoch_budget
         open_storage(manifest.storage)
         dataset = load_space_dataset(space)
         with stoppable(ray_session(address)):
