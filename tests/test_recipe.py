@@ -137,3 +137,10 @@ def test_dropout_on_a_one_conv_block_is_refused():
         parse_space(document)
     document["dimensions"]["dropout"] = [0.0]
     assert parse_space(document).feasible_count == 4  # WRN-10 and WRN-16 of each block type
+
+
+@pytest.mark.parametrize("field, value, allowed", [("epochs", 10**12, "from 1 to 100,000"),
+                                                   ("batch_size", 10**9, "from 1 to 1,048,576")])
+def test_training_sizes_have_upper_bounds(tmp_path, field, value, allowed):
+    with pytest.raises(ValueError, match=f"training.{field}: must be an integer {allowed}, got"):
+        load_space(str(write_space(tmp_path, training={field: value})))

@@ -25,6 +25,10 @@ PRECISIONS = ("auto", "bf16", "fp32")
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
 #: The TrainConfig fields a search space may search (``dimensions:``); dropout, the other, is the spec's.
 TRAINING_HYPERPARAMETERS = ("lr", "weight_decay", "batch_size")
+#: Far beyond any real recipe (the paper trains 200 epochs of 128 images); larger is a typo, and would
+#: overflow the epoch counts and budgets or the trainer's memory.
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 1 << 20
 #: What a trial config may set on top of the space's recipe: its searched values, and a benchmark table's seed.
 TRIAL_FIELDS = (*TRAINING_HYPERPARAMETERS, "seed")
 #: The keys of a trial config (and user attributes of its study trial) that continues a trial stopped early:
@@ -78,8 +82,10 @@ def _device(value: Any, where: str) -> None:
 class TrainConfig:
     """The training recipe (paper defaults) and where to run it; every field is checked on construction."""
 
-    epochs: int = _checked(200, lambda value, where: require_int(value, where, 1), "epochs (default 200)", int)
-    batch_size: int = _checked(128, lambda value, where: require_int(value, where, 1), "batch size (default 128)", int)
+    epochs: int = _checked(200, lambda value, where: require_int(value, where, 1, MAX_EPOCHS), "epochs (default 200)",
+                           int)
+    batch_size: int = _checked(128, lambda value, where: require_int(value, where, 1, MAX_BATCH_SIZE),
+                               "batch size (default 128)", int)
     lr: float = _checked(0.1, lambda value, where: require_number(value, where, 0, open_low=True),
                          "initial learning rate (default 0.1)", float)
     momentum: float = _checked(0.9, lambda value, where: require_number(value, where, 0, 1, open_high=True),
