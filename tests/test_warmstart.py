@@ -246,5 +246,7 @@ def test_a_real_search_warm_started_from_a_smaller_one_trains_nothing_again_and_
         assert trial.user_attrs[CONTINUES_TRIAL] == origin.user_attrs[SOURCE_TRIAL]
         start = trial.user_attrs[START_EPOCH]
         assert start == origin.user_attrs["epochs"] and epochs[trial.number] == list(range(start + 1, 4))
-    # Reused trials are the study's as well as the results': resume keeps them.
-    assert status(run_dir)["reused"] == {str(source): 3}
+    # Reused trials are the study's, so a resume keeps them, and a resume counts only the trials this run asked.
+    summary = status(run_dir)
+    assert summary["reused"] == {str(source): 3}
+    assert summary["resume_would"] == {"continue_unfinished": 0, "start_new": 4 - len(new)}
