@@ -391,7 +391,7 @@ MALFORMED = [
     (BASE + "dataset: {val_fraction: 0}", "dataset.val_fraction: must be a number in (0, 1), got 0"),
     (BASE + "dataset: {download: 1}", "dataset.download: must be true or false"),
     (BASE + "training: {epochs: 10, warmup: 5}", "training.warmup: unknown key; allowed: epochs, batch_size, lr,"),
-    (BASE + "training: {epochs: 0}", "training.epochs: must be an integer >= 1"),
+    (BASE + "training: {epochs: 0}", "training.epochs: must be an integer from 1 to 100,000"),
     (BASE + "training: [1]", "training: must be a mapping of TrainConfig fields"),
     (BASE + "budget: {max_param: 10}", "budget.max_param: unknown key; allowed: max_params, min_params, max_macs"),
     (BASE + "budget: {max_params: -5}", "budget.max_params: must be an integer from 1 to 1,000,000,000, got -5"),
@@ -429,8 +429,8 @@ def test_malformed_space_messages(tmp_path, text, message):
 
 #: One bad value of every TrainConfig field, as YAML, and the message: each used to load and fail in every trial.
 BAD_TRAINING = {
-    "epochs": ("0", "training.epochs: must be an integer >= 1, got 0"),
-    "batch_size": ("0", "training.batch_size: must be an integer >= 1, got 0"),
+    "epochs": ("0", "training.epochs: must be an integer from 1 to 100,000, got 0"),
+    "batch_size": ("0", "training.batch_size: must be an integer from 1 to 1,048,576, got 0"),
     "lr": ("-1", "training.lr: must be a number > 0, got -1"),
     "momentum": ("1.5", "training.momentum: must be a number in [0, 1), got 1.5"),
     "nesterov": ("maybe", "training.nesterov: must be true or false, got 'maybe'"),

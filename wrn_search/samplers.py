@@ -85,12 +85,12 @@ class RungTPESampler(optuna.samplers.TPESampler):
     """Optuna's TPE with its good/bad split taken from :func:`rung_order` (see the module docstring).
 
     A trial stopped early and continued later is left out (its continuation carries the
-    configuration further). ``accept``, when set (by :class:`DistinctSampler`, for one draw),
-    makes the proposal the candidate of highest acquisition that it accepts, rather than the
-    highest of all; with none accepted the highest is proposed.
+    configuration further). ``choose``, when set (by :class:`DistinctSampler`, for one draw),
+    picks the proposal from TPE's candidates and their acquisition values, rather than the
+    candidate of highest acquisition.
     """
 
-    accept: Callable[[dict[str, Any]], bool] | None = None
+    choose: Callable[[list[dict[str, Any]], np.ndarray], dict[str, Any]] | None = None
 
     def _sample(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         # Optuna's TPESampler._sample with the split replaced; Optuna has no hook for the split.
@@ -107,13 +107,12 @@ class RungTPESampler(optuna.samplers.TPESampler):
         mpe_below = self._build_parzen_estimator(study, search_space, below, handle_below=True)
         mpe_above = self._build_parzen_estimator(study, search_space, above, handle_below=False)
         samples_below = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
-        if self.accept is None:
-            best = self._compare(samples_below, self._compute_acquisition_func(samples_below, mpe_below, mpe_above))
-            return {name: distribution.to_external_repr(best[name]) for name, distribution in search_space.items()}
         scores = self._compute_acquisition_func(samples_below, mpe_below, mpe_above)
-        candidates = [{name: distribution.to_external_repr(samples_below[name][i].item())
-                       for name, distribution in search_space.items()} for i in np.argsort(-scores, kind="stable")]
-        return next((params for params in candidates if self.accept(params)), candidates[0])
+        if self.choose is None:
+            best = self._compare(samples_below, scores)
+            return {name: distribution.to_external_repr(best[name]) for name, distribution in search_space.items()}
+        return self.choose([{name: distribution.to_external_repr(samples_below[name][i].item())
+                             for name, distribution in search_space.items()} for i in range(len(scores))], scores)
 
 
 class _Probe:
@@ -173,6 +172,12 @@ class DistinctSampler(optuna.samplers.BaseSampler):
     configurations (N and k are moved into what the budget allows), so the check is on the
     configuration (:func:`~wrn_search.space.config_key`). A configuration whose latest trial was
     stopped early is not "tried": proposing it again continues that trial.
+
+    TPE's candidates are ranked by acquisition per MAC (its log density ratio less the log of the
+    net's exact MACs per image, which an epoch's time follows): among equally promising nets the
+    cheaper one is trained first, so finished points reach the front sooner (expected improvement
+    per second, Snoek et al. 2012, with a cost known before training). Judged on every shipped
+    table (benchmarks/README.md).
     """
 
     def __init__(self, base: optuna.samplers.BaseSampler, space: SearchSpace):
@@ -185,7 +190,7 @@ class DistinctSampler(optuna.samplers.BaseSampler):
 
     def _caches(self) -> None:
         """Derived from the space and the study alone: rebuilt after unpickling, never saved with the searcher."""
-        self._keys: dict[tuple, tuple] = {}  # parameter values -> configuration
+        self._decoded: dict[tuple, tuple[tuple, int]] = {}  # parameter values -> (configuration, MACs)
         self._trial_keys: dict[int, tuple] = {}  # trial number -> configuration
         self._grid: list[dict] | None = None
         self._configurations: set[tuple] | None = None
@@ -201,11 +206,18 @@ class DistinctSampler(optuna.samplers.BaseSampler):
 
     def key(self, params: dict[str, Any]) -> tuple:
         """The configuration the parameters stand for, as :func:`config_key` identifies it."""
+        return self._decode(params)[0]
+
+    def macs(self, params: dict[str, Any]) -> int:
+        """MACs per image of the net the parameters stand for."""
+        return self._decode(params)[1]
+
+    def _decode(self, params: dict[str, Any]) -> tuple[tuple, int]:
         index = tuple(params[name] for name in self.distributions)
-        if index not in self._keys:
+        if index not in self._decoded:
             config = self.space.suggest(optuna.trial.FixedTrial(params))
-            self._keys[index] = config_key(config, tuple(self.space.hyperparameters))
-        return self._keys[index]
+            self._decoded[index] = config_key(config, tuple(self.space.hyperparameters)), config["macs"]
+        return self._decoded[index]
 
     def latest_trials(self, study: Study, but: int | None = None) -> dict[tuple, FrozenTrial]:
         """The newest trial of each configuration the study has asked for (leaving out trial number ``but``)."""
@@ -271,17 +283,29 @@ class DistinctSampler(optuna.samplers.BaseSampler):
                                                        for name, distribution in self.distributions.items()))
 
     def _draw(self, study: Study, trial: FrozenTrial, accept: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        """One proposal of ``base`` for every parameter; TPE takes its best candidate that ``accept`` accepts."""
+        """One proposal of ``base`` for every parameter; TPE's is chosen by :meth:`_choose`."""
         if isinstance(self.base, RungTPESampler):
-            self.base.accept = lambda params: len(params) < len(self.distributions) or accept(params)
+            self.base.choose = lambda candidates, scores: self._choose(candidates, scores, accept)
         try:
             relative = self.base.sample_relative(study, trial, self.base.infer_relative_search_space(study, trial))
         finally:
             if isinstance(self.base, RungTPESampler):
-                self.base.accept = None
+                self.base.choose = None
         return {name: relative[name] if name in relative else
                 self.base.sample_independent(study, trial, name, distribution)
                 for name, distribution in self.distributions.items()}
+
+    def _choose(self, candidates: list[dict[str, Any]], scores: np.ndarray,
+                accept: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """The open candidate of highest acquisition per MAC, else the highest (redrawn by the caller).
+
+        A candidate of only some parameters (TPE sampling one group of several) keeps its acquisition.
+        """
+        if any(len(candidate) < len(self.distributions) for candidate in candidates):
+            return candidates[int(np.argmax(scores))]
+        per_mac = scores - np.log([max(1, self.macs(candidate)) for candidate in candidates])
+        order = np.argsort(-per_mac, kind="stable")
+        return next((candidates[i] for i in order if accept(candidates[i])), candidates[order[0]])
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:

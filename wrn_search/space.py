@@ -256,15 +256,17 @@ class SearchSpace:
     def spread_over_params(self, count: int, seed: int) -> list[dict]:
         """Architecture parameters of up to ``count`` feasible nets spread over the params axis, for a study's
         first trials: the nets sorted by params are cut into ``count`` equal strata and one is drawn from
-        each (seeded), in random order. Params are exact before training; random start-up trials are not
-        spread. Empty for named architectures and the grid (those enumerate nets themselves)."""
+        each (seeded), cheapest first by MACs. Params and MACs are exact before training; random start-up
+        trials are not spread. The first trials at an empty rung always continue, so cheap ones first put
+        finished points on the front soonest (on every shipped table, benchmarks/README.md). Empty for
+        named architectures and the grid (those enumerate nets themselves)."""
         if self.listed is not None or self.search.sampler == "grid":
             return []
         specs = sorted(self.architectures(), key=lambda spec: (self.cost(spec)[0], spec.name))
         count = min(count, len(specs))
         rng = random.Random(seed)
         picks = [rng.choice(specs[j * len(specs) // count:(j + 1) * len(specs) // count]) for j in range(count)]
-        rng.shuffle(picks)
+        picks.sort(key=lambda spec: (self.cost(spec)[1], spec.name))
         return [self._structure_params(spec) for spec in picks]
 
     def _structure_params(self, spec: WRNSpec) -> dict:
