@@ -103,3 +103,17 @@ def test_a_real_search_trains_each_configuration_once_and_continues_a_stopped_tr
     for key in set(keys(study, space)):
         chain = [t for k, t in zip(keys(study, space), trials) if k == key]
         assert chain[-1].state == TrialState.COMPLETE and sum(len(epochs[t.number]) for t in chain) == 3
+
+
+def test_a_net_whose_every_configuration_was_tried_is_not_open(tmp_path):
+    """What the searcher checks before it asks a start-up net (a warm start may have reused it already)."""
+    space = load_space(space_file(tmp_path, {**LEARNING_RATES, "architectures": ["WRN-10-1", "WRN-16-1"],
+                                             "dimensions": {"lr": [0.05]}}))
+    sampler = make_sampler(space)
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    study.enqueue_trial({"architecture": "WRN-10-1-B(3,3)"})
+    trial = study.ask()
+    config = space.suggest(trial)
+    study.tell(trial, [0.1, config["params"]])
+    assert not sampler.open_with(study, {"architecture": "WRN-10-1-B(3,3)"})
+    assert sampler.open_with(study, {"architecture": "WRN-16-1-B(3,3)"})

@@ -246,6 +246,16 @@ class DistinctSampler(optuna.samplers.BaseSampler):
             self._grid = [dict(zip(self.distributions, combination)) for combination in itertools.product(*axes)]
         return self._grid
 
+    def open_with(self, study: Study, fixed: dict[str, Any]) -> bool:
+        """Whether some configuration with these parameter values is open to a new trial (True where the
+        space is not enumerated)."""
+        grid = self.grid()
+        if grid is None:
+            return True
+        latest = self.latest_trials(study)
+        return any(self.open_to(latest, self.key(point)) for point in grid
+                   if all(point[name] == value for name, value in fixed.items()))
+
     def exhausted(self, study: Study) -> bool:
         """Whether no configuration of a finite space is open to a new trial."""
         if self._configurations is None:

@@ -60,8 +60,9 @@ class StudySearcher(OptunaSearch):
         )
         self._name_metrics()
         sampler = self.study.sampler
+        # Start-up spread unless a search asked trials already (a warm start's reused trials were never asked).
         fresh = (isinstance(getattr(sampler, "base", sampler), RungTPESampler)
-                 and not self.study.get_trials(deepcopy=False))
+                 and not any("trial_id" in trial.user_attrs for trial in self.study.get_trials(deepcopy=False)))
         #: Architecture parameters of the start-up trials still to ask (saved with the searcher).
         self.start_up = space.spread_over_params(START_UP_TRIALS, space.search.seed) if fresh else []
         self.run_dir = str(run_dir)
@@ -121,8 +122,12 @@ class StudySearcher(OptunaSearch):
             self._ot_trials[trial_id] = optuna.Trial(self.study, frozen._trial_id)
         if trial_id not in self._ot_trials and self._out_of_budget():
             return Searcher.FINISHED
-        if trial_id not in self._ot_trials and self.start_up:
-            self.study.enqueue_trial(self.start_up.pop(0))  # asked at once: never left WAITING in the study
+        while trial_id not in self._ot_trials and self.start_up:
+            fixed = self.start_up.pop(0)
+            if isinstance(self.study.sampler, DistinctSampler) and not self.study.sampler.open_with(self.study, fixed):
+                continue  # every configuration of that net was tried already (reused by a warm start)
+            self.study.enqueue_trial(fixed)  # asked at once: never left WAITING in the study
+            break
         config = super().suggest(trial_id)
         self.started.setdefault(trial_id, self.clock())  # a trial asked again keeps its start
         trial = self._ot_trials[trial_id]
