@@ -66,3 +66,21 @@ def wait_for(predicate, timeout: float, what: str) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+#: One net, three learning rates, 3 epochs, MO-ASHA's rung at epoch 1: the slow rates are stopped there.
+LEARNING_RATES = {
+    "architectures": ["WRN-10-1"],
+    "dimensions": {"lr": [0.1, 0.002, 0.0005]},
+    "dataset": {"name": "digits"},
+    "training": {"epochs": 3, "batch_size": 128},
+    "search": {"objectives": ["val_error", "params"], "sampler": "random", "scheduler": "moasha", "samples": 12,
+               "max_concurrent": 1, "grace_period": 1, "reduction_factor": 2, "seed": 0},
+    "resources": {"cpus_per_trial": 1},
+}
+
+
+def write_document(path: Path, document: dict) -> Path:
+    """A whole space document written as YAML to ``path``."""
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path

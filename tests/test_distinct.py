@@ -8,31 +8,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import yaml
-
-from search_helpers import run_cli, study_of, write_space
+from search_helpers import LEARNING_RATES, run_cli, study_of, write_document, write_space
 from wrn_search.recipe import CONTINUES, START_EPOCH
 from wrn_search.rundir import EPOCH_LOG, read_jsonl
 from wrn_search.samplers import DistinctSampler, make_sampler
 from wrn_search.space import config_key, load_space
-
-#: Three learning rates of one net, 3 epochs, MO-ASHA's rung at epoch 1: the slow rates are stopped there.
-LEARNING_RATES = {
-    "architectures": ["WRN-10-1"],
-    "dimensions": {"lr": [0.1, 0.002, 0.0005]},
-    "dataset": {"name": "digits"},
-    "training": {"epochs": 3, "batch_size": 128},
-    "search": {"objectives": ["val_error", "params"], "sampler": "random", "scheduler": "moasha", "samples": 12,
-               "max_concurrent": 1, "grace_period": 1, "reduction_factor": 2, "seed": 0},
-    "resources": {"cpus_per_trial": 1},
-}
-
-
-def space_file(directory, document: dict):
-    path = directory / "space.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
-
 
 def keys(study: optuna.Study, space) -> list[tuple]:
     return [config_key({"name": t.user_attrs["name"], **t.params}, tuple(space.hyperparameters)) for t in study.trials]
@@ -60,7 +40,7 @@ def test_no_sampler_proposes_a_configuration_twice_until_the_space_is_tried(tmp_
 
 
 def test_a_configuration_stopped_early_stays_open_and_is_continued(tmp_path):
-    space = load_space(space_file(tmp_path, {**LEARNING_RATES, "dimensions": {"lr": [0.05, 0.1]}}))
+    space = load_space(write_document(tmp_path / "space.yaml", {**LEARNING_RATES, "dimensions": {"lr": [0.05, 0.1]}}))
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=make_sampler(space))
     first = study.ask()
     space.suggest(first)
@@ -76,7 +56,7 @@ def test_a_configuration_stopped_early_stays_open_and_is_continued(tmp_path):
 
 @pytest.mark.slow
 def test_a_real_search_trains_each_configuration_once_and_continues_a_stopped_trial_from_its_checkpoint(tmp_path):
-    space_path = space_file(tmp_path, LEARNING_RATES)
+    space_path = write_document(tmp_path / "space.yaml", LEARNING_RATES)
     finished = run_cli("run", str(space_path), "--storage-path", str(tmp_path), "--name", "d", "--quiet", cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "every configuration of the space has been tried" in finished.stderr
@@ -107,7 +87,7 @@ def test_a_real_search_trains_each_configuration_once_and_continues_a_stopped_tr
 
 def test_a_net_whose_every_configuration_was_tried_is_not_open(tmp_path):
     """What the searcher checks before it asks a start-up net (a warm start may have reused it already)."""
-    space = load_space(space_file(tmp_path, {**LEARNING_RATES, "architectures": ["WRN-10-1", "WRN-16-1"],
+    space = load_space(write_document(tmp_path / "space.yaml", {**LEARNING_RATES, "architectures": ["WRN-10-1", "WRN-16-1"],
                                              "dimensions": {"lr": [0.05]}}))
     sampler = make_sampler(space)
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)

@@ -8,10 +8,9 @@ import os
 import optuna
 import pandas as pd
 import pytest
-import yaml
 from optuna.trial import TrialState
 
-from search_helpers import run_cli, study_of, write_space
+from search_helpers import LEARNING_RATES, run_cli, study_of, write_document, write_space
 from table_fixtures import write_synthetic_table
 from wrn_search.cli import main
 from wrn_search.recipe import CONTINUES, START_EPOCH
@@ -183,23 +182,6 @@ def test_a_rung_added_before_the_search_is_logged_and_replayed_on_resume(tmp_pat
     assert replayed.rungs["3"] == {"reused-1": [0.1, 50.0]} and replayed.rungs["1"] == {"reused-0": [0.2, 100.0]}
 
 
-#: One net, three learning rates, 3 epochs; MO-ASHA's rung at epoch 1 stops the slow rates (tests/test_distinct.py).
-LEARNING_RATES = {
-    "architectures": ["WRN-10-1"],
-    "dimensions": {"lr": [0.1, 0.002, 0.0005]},
-    "dataset": {"name": "digits"},
-    "training": {"epochs": 3, "batch_size": 128},
-    "search": {"objectives": ["val_error", "params"], "sampler": "random", "scheduler": "moasha", "samples": 3,
-               "max_concurrent": 1, "grace_period": 1, "reduction_factor": 2, "seed": 0},
-    "resources": {"cpus_per_trial": 1},
-}
-
-
-def _space_file(path, document: dict):
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
-
-
 def _snapshot(directory) -> dict:
     """Every file under ``directory`` with its size and modification time."""
     return {os.path.join(root, name): (os.stat(os.path.join(root, name)).st_size,
@@ -209,7 +191,8 @@ def _snapshot(directory) -> dict:
 
 @pytest.mark.slow
 def test_a_real_search_warm_started_from_a_smaller_one_trains_nothing_again_and_continues_a_stopped_trial(tmp_path):
-    small = _space_file(tmp_path / "small.yaml", LEARNING_RATES)
+    small = write_document(tmp_path / "small.yaml",
+                           {**LEARNING_RATES, "search": {**LEARNING_RATES["search"], "samples": 3}})
     first = run_cli("run", str(small), "--storage-path", str(tmp_path), "--name", "small", "--quiet", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     source = tmp_path / "small"
@@ -217,7 +200,7 @@ def test_a_real_search_warm_started_from_a_smaller_one_trains_nothing_again_and_
     stopped = [t for t in earlier.trials if t.state == TrialState.PRUNED]
     assert stopped, "seed 0 asks a slow rate after a faster one: MO-ASHA stops it at epoch 1"
     before = _snapshot(source)
-    larger = _space_file(tmp_path / "larger.yaml", {**LEARNING_RATES, "dimensions": {"lr": [0.1, 0.002, 0.0005, 0.02]},
+    larger = write_document(tmp_path / "larger.yaml", {**LEARNING_RATES, "dimensions": {"lr": [0.1, 0.002, 0.0005, 0.02]},
                                                      "search": {**LEARNING_RATES["search"], "samples": 4}})
     second = run_cli("run", str(larger), "--storage-path", str(tmp_path), "--name", "larger", "--warm-start",
                      str(source), cwd=tmp_path)
