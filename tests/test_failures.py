@@ -73,3 +73,20 @@ def test_resume_refuses_bad_budgets_before_writing_anything(tmp_path):
         assert {path.name: path.read_bytes() for path in run_dir.iterdir()} == before, args
     assert f"below the {finished} trials this run has finished" in run_cli(
         "resume", str(run_dir), "--samples", "1", cwd=tmp_path).stderr
+
+
+@pytest.mark.parametrize("study", ["journal", "sqlite"])
+def test_resume_refuses_a_study_that_lost_the_trials_its_log_recorded(tmp_path, study):
+    """An emptied study (tune/ gone, logs whole) used to be resumed as a new study over the old logs."""
+    run_dir = make_run(tmp_path / "runs" / "lost", study=study)
+    write_space(run_dir, "space.yaml")
+    manifest = json.loads((run_dir / "run.json").read_text())
+    if study == "journal":
+        (run_dir / "study.log").write_bytes(b"")
+    else:
+        optuna.delete_study(study_name=manifest["study_name"], storage=manifest["storage"])
+    result = run_cli("resume", str(run_dir), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "trials.jsonl recorded" in lines[0] and "mix" in lines[0], result.stderr[-3000:]
+    assert not (run_dir / "tune").exists()

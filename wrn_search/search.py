@@ -38,7 +38,7 @@ from .lock import LOCK_FILE, run_dir_lock
 from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_JOURNAL, TRIAL_LOG, TRIAL_SCHEMA,
                      TUNE_DIR, RunManifest, EpochLog, epoch_record, open_storage, read_jsonl)
 from .resources import trial_resources
-from .results import RunResults, write_results
+from .results import RunResults, open_study, write_results
 from .schedulers import SuccessiveHalving
 from .samplers import make_sampler
 from .searcher import StudySearcher, search_algorithm
@@ -315,6 +315,11 @@ def run_search(
                            session_callbacks(run_dir, manifest, callbacks, progress, verbose), verbose, progress)
 
 
+def logged_trials(run_dir: Path) -> set[int]:
+    """Numbers of the trials the run's ``trials.jsonl`` says were told to the study."""
+    return {record["number"] for record in read_jsonl(run_dir / TRIAL_LOG, TRIAL_SCHEMA)}
+
+
 def set_budgets(space: SearchSpace, manifest: RunManifest, run_dir: Path, samples: int | None,
                 epoch_budget: int | None) -> None:
     """Put the budgets ``resume`` was given on ``manifest`` (saved once the run is held), validated as the space's
@@ -324,11 +329,27 @@ def set_budgets(space: SearchSpace, manifest: RunManifest, run_dir: Path, sample
         return
     budget = space.with_overrides(**{"samples": manifest.samples, "epoch_budget": manifest.epoch_budget,
                                      **raised}).trial_budget()
-    finished = len({record["number"] for record in read_jsonl(run_dir / TRIAL_LOG, TRIAL_SCHEMA)})
+    finished = len(logged_trials(run_dir))
     if samples is not None and budget.samples < finished:
         raise ValueError(f"samples: {budget.samples} is below the {finished} trials this run has finished; "
                          f"give at least {finished}")
     manifest.samples, manifest.epoch_budget = budget.samples, budget.epoch_budget
+
+
+def check_study_holds_logged_trials(run_dir: Path, manifest: RunManifest) -> None:
+    """Refuse a study that lost trials its run's log recorded (emptied, recreated, an old backup): resuming
+    would start a new study over this run's logs and mix two runs in one directory."""
+    logged = logged_trials(run_dir)
+    if not logged:
+        return
+    try:
+        held = {trial.number for trial in open_study(run_dir, manifest).get_trials(deepcopy=False)}
+    except ValueError:
+        held = set()
+    if not logged <= held:
+        raise ValueError(f"run_dir: the study ({manifest.storage}) lacks {len(logged - held)} of the "
+                         f"{len(logged)} trials trials.jsonl recorded; resuming would mix a new study with this "
+                         "run's logs: restore the study, or start a new run")
 
 
 def resume_search(run_dir: str | Path, samples: int | None = None, address: str | None = None,
@@ -349,6 +370,7 @@ def resume_search(run_dir: str | Path, samples: int | None = None, address: str 
     set_budgets(space, manifest, run_dir, samples, epoch_budget)  # refused before the lock: nothing written
     with run_dir_lock(run_dir, "wrn-search resume"), quiet_optuna():
         open_storage(manifest.storage)
+        check_study_holds_logged_trials(run_dir, manifest)
         dataset = load_space_dataset(space)
         with stoppable(ray_session(address)):
             manifest.save(run_dir)
