@@ -150,6 +150,10 @@ def test_bad_table_files_get_one_clear_line(bench, tmp_path):
         "not a table description": ("notdesc.csv", "[1, 2]", "is not a wrn-search-table-v1 table description"),
         "missing column": ("nocol.csv", "drop", "columns val_error are missing"),
         "hole in a curve": ("hole.csv", "hole", r"has epochs \[1, 2, 4"),
+        "infinite seconds": ("inf.csv", ("epoch_seconds", "inf"), r"column epoch_seconds must be a finite number"),
+        "negative seconds": ("neg.csv", ("epoch_seconds", -1.0), r"column epoch_seconds .* data row 1 has -1"),
+        "unknown outcome": ("out.csv", ("outcome", "exploded"), r"column outcome must be one of completed, .*'exploded'"),
+        "absurd epoch": ("epoch.csv", ("epoch", 10**12), r"column epoch must be an integer from 1 to 100000"),
     }
     source = directory / "sim.csv.gz"
     frame = pd.read_csv(source)
@@ -160,10 +164,13 @@ def test_bad_table_files_get_one_clear_line(bench, tmp_path):
             frame.drop(columns=["val_error"]).to_csv(path, index=False)
         elif how == "hole":
             frame[frame["epoch"] != 3].to_csv(path, index=False)
+        elif isinstance(how, tuple):  # one bad value in the first row
+            column, value = how
+            frame.astype({column: object}).assign(**{column: [value, *frame[column].iloc[1:]]}).to_csv(path, index=False)
         else:
             frame.to_csv(path, index=False)
         if how is not None and file_name != "nodesc.csv":
-            path.with_suffix(".json").write_text(how if how.startswith("[") else json.dumps(meta))
+            path.with_suffix(".json").write_text(how if isinstance(how, str) and how.startswith("[") else json.dumps(meta))
         result = run_cli("simulate", str(space_path), "--table", str(path), cwd=tmp_path)
         assert result.returncode == 2, (name, result.stderr)
         lines = result.stderr.strip().splitlines()

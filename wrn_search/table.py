@@ -23,7 +23,7 @@ import pandas as pd
 
 from .pareto import FrontScale
 from .rundir import write_atomic
-from .recipe import TRAINING_HYPERPARAMETERS, TrainConfig
+from .recipe import MAX_EPOCHS, TRAINING_HYPERPARAMETERS, TrainConfig
 from .space import DatasetSection, SearchSpace, config_key
 from .spec import SPEC_COLUMNS
 
@@ -34,6 +34,13 @@ CONFIG_COLUMNS = (*SPEC_COLUMNS, "params", "macs")
 EPOCH_COLUMNS = ("seed", "epoch", "train_loss", "val_loss", "val_error", "epoch_seconds", "outcome")
 #: Outcomes that end a curve before its full epochs.
 FAILED_OUTCOMES = ("diverged", "out_of_memory")
+#: Every outcome a table row may have.
+OUTCOMES = ("completed", *FAILED_OUTCOMES)
+#: (lowest, highest, integer) of the numeric columns a table is checked for when it loads.
+VALUE_RANGES = {
+    "seed": (0, 2**31 - 1, True), "epoch": (1, MAX_EPOCHS, True), "val_error": (0, 1, False),
+    "epoch_seconds": (0, 1e9, False), "params": (0, 1e15, True), "macs": (0, 1e18, True),
+}
 SUFFIXES = (".csv", ".csv.gz")
 
 
@@ -214,6 +221,18 @@ def _checked(frame: pd.DataFrame, meta: dict, source: str) -> Table:
         if values.isna().any():
             row = int(values.isna().to_numpy().argmax())
             raise ValueError(f"table {source}: column {column} has a non-number in data row {row + 1}")
+        low, high, integer = VALUE_RANGES.get(column, (-math.inf, math.inf, False))
+        bad = ~np.isfinite(values) | (values < low) | (values > high) | (integer & (values != np.round(values)))
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            kind = "an integer" if integer else "a finite number"
+            raise ValueError(f"table {source}: column {column} must be {kind} from {low:g} to {high:g}; data row "
+                             f"{row + 1} has {frame[column].iloc[row]}")
+    outcomes = ~frame["outcome"].isin(OUTCOMES)
+    if outcomes.any():
+        row = int(outcomes.to_numpy().argmax())
+        raise ValueError(f"table {source}: column outcome must be one of {', '.join(OUTCOMES)}; data row {row + 1} "
+                         f"has {frame['outcome'].iloc[row]!r}")
     if frame.empty:
         raise ValueError(f"table {source}: has no rows")
     table = Table(frame, meta, source)
