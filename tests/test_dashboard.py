@@ -204,6 +204,31 @@ def test_optuna_dashboard_answers_only_this_machines_names(optuna_dashboard):
     assert ask(server, "GET", "/api/studies", "localhost")[0] == 200
 
 
+def raw_request(server, lines: list[str]) -> bytes:
+    """A request written byte by byte (http.client sends one Host header only), and the whole answer."""
+    with socket.create_connection(server.server_address[:2], timeout=30) as connection:
+        connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_second_host_header_is_refused_by_both_servers(server, optuna_dashboard):
+    """A good first Host header must not carry a foreign second one past the check."""
+    for guarded, path in ((server, "/api/views.json"), (optuna_dashboard[0], "/api/studies")):
+        answer = raw_request(guarded, [f"GET {path} HTTP/1.1", "Host: localhost", "Host: evil.example",
+                                       "Connection: close"])
+        assert answer.startswith(b"HTTP/1.0 400") and b"More than one Host header" in answer, answer[:200]
+
+
+def test_optuna_dashboards_static_files_are_served_without_accept_encoding(optuna_dashboard):
+    """optuna-dashboard answered 500, with a traceback in the terminal, to a /static request without it."""
+    answer = raw_request(optuna_dashboard[0], ["GET /static/bundle.js HTTP/1.1", "Host: localhost",
+                                                "Connection: close"])
+    assert answer.startswith(b"HTTP/1.0 200") and b"Content-Encoding: gzip" not in answer, answer[:300]
+
+
 def test_views_refresh_while_the_search_runs(server, run_dir):
     views = json.loads(get(server_url(server) + "api/views.json")[1])
     assert views["front_size"] == 3 and "8 trials" in views["summary"]

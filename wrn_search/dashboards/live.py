@@ -117,6 +117,9 @@ class GuardedHandlerMixin:
     def parse_request(self) -> bool:
         if not super().parse_request():
             return False
+        if len(self.headers.get_all("Host") or ()) > 1:  # RFC 9112 3.2: answer 400; which one a proxy used is unknown
+            self.send_error(400, "More than one Host header")
+            return False
         if host_allowed(self.headers.get("Host"), self.server.host_names):
             return True
         self.send_error(403, "Host not served",
@@ -186,9 +189,12 @@ WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
 def read_only(app: WSGIApp) -> WSGIApp:
     """``app`` answering GET and HEAD only: optuna-dashboard's API also creates, renames and deletes
-    studies and edits trials, for anyone who can reach the port."""
+    studies and edits trials, for anyone who can reach the port. A request without ``Accept-Encoding``
+    is answered as one that accepts no encoding."""
     def guarded(environ: dict, start_response: Callable) -> Iterable[bytes]:
         if environ["REQUEST_METHOD"] in ("GET", "HEAD"):
+            # optuna-dashboard 0.21 reads Accept-Encoding for /static without a default: a 500 without it.
+            environ.setdefault("HTTP_ACCEPT_ENCODING", "identity")
             return app(environ, start_response)
         body = b"read-only: wrn-search dashboard --optuna answers GET and HEAD only\n"
         start_response("405 Method Not Allowed", [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8"),
