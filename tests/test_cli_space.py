@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from wrn_search.cli import main
 from wrn_search.space import load_space
 
@@ -65,7 +67,7 @@ def test_bad_training_is_refused_before_a_run_directory_exists(capsys, tmp_path)
     path = tmp_path / "bad.yaml"
     path.write_text("dimensions: {depth: [10], widen_factor: [1]}\ndataset: {name: digits}\n"
                     "training: {epochs: 1, batch_size: 0}\n")
-    message = f"{path}: training.batch_size: must be an integer >= 1, got 0\n"
+    message = f"{path}: training.batch_size: must be an integer from 1 to 1,048,576, got 0\n"
     assert main(["space", str(path)]) == 2
     assert capsys.readouterr().err == f"wrn-search space: error: {message}"
     storage = tmp_path / "runs"
@@ -83,3 +85,18 @@ def test_yaml_nested_200k_deep_is_one_line_and_exit_2(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith(f"wrn-search space: error: {path}: not valid YAML: nested more than 20 levels")
     assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["WRN-" + "1" * 400 + "-10"], "depth: at most 60,004 for B(3,3), got 1"),
+    (["WRN-100000000-10"], "depth: at most 60,004 for B(3,3), got 100000000"),
+    (["WRN-28-2000"], "widen_factor: must be a number in (0, 1000], got 2000"),
+    (["WRN-28-10-B(3,33)"], "kernel sizes must be odd integers from 1 to 31, got 33"),
+    (["WRN-28-10", "--classes", "1" * 400], "--classes: must be an integer from 1 to 1,000,000, got 1"),
+    (["WRN-28-10", "--input-size", "100000"], "--input-size: must be an integer from 8 to 65,536, got 100000"),
+])
+def test_count_refuses_absurd_sizes_in_one_line(capsys, args, message):
+    """Each used to print a table of 400-digit numbers (or an overflow)."""
+    assert main(["count", *args]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err and len(err) < 300, err

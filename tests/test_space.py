@@ -499,7 +499,7 @@ LIMITS = [
     ("dimensions: {depth: [28], widen_factor: [500]}",
      "dimensions: WRN-28-500-B(3,3) has 91,074,496,474 params; at most 1,000,000,000 per net"),
     ("architectures: [WRN-10-1000000000]",
-     "architectures: WRN-10-1000000000-B(3,3) has widen factor 1000000000; at most 1000"),
+     "architectures: widen_factor: must be a number in (0, 1000], got 1000000000"),
     ("architectures: [WRN-10000-1-B(1)]", "architectures: WRN-10000-1-B(1) is 10000 layers deep; at most 1000"),
     ("architectures: [WRN-28-500]", "architectures: WRN-28-500-B(3,3) has 91,074,496,474 params; at most"),
     (BASE + "budget: {max_params: 2000000000}",

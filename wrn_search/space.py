@@ -31,7 +31,8 @@ from .budget import Budget, CostModel, TrialBudget, widen_factor_span
 from .checks import is_number, require_bool, require_choice, require_int, require_number
 from .data import Dataset, dataset_info, load_dataset
 from .recipe import TRAINING_HYPERPARAMETERS, TrainConfig
-from .spec import SPEC_COLUMNS, WRNSpec, format_block_type, parse_block_type, round_widen_factor, valid_depths_near
+from .spec import (MAX_WIDEN_FACTOR, SPEC_COLUMNS, WRNSpec, format_block_type, parse_block_type, round_widen_factor,
+                   valid_depths_near)
 
 OBJECTIVES = ("val_error", "params", "macs")
 SAMPLERS = ("tpe", "nsga2", "random", "grid", "gp", "qmc")
@@ -48,8 +49,6 @@ MAX_GRID = 100_000
 MAX_ARCHITECTURES = 100_000
 #: The deepest net a space may hold (d = 3*N*l + 4; the paper's deepest WRN is 40, pre-activation ResNets 1001).
 MAX_DEPTH = 1000
-#: The widest: no net with k above ~600 has fewer than MAX_PARAMS params anyway.
-MAX_WIDEN_FACTOR = 1000
 #: The most trainable parameters of one net: 12 GB of fp32 weights, gradients and momentum before activations.
 MAX_PARAMS = 1_000_000_000
 #: Counts (MACs) are stored as int64.
@@ -562,11 +561,10 @@ def _listed(names: Any, model: CostModel, budget: Budget) -> tuple[WRNSpec, ...]
 
 
 def _cost_within_limits(spec: WRNSpec, model: CostModel, where: str) -> tuple[int, int]:
-    """(params, MACs) of ``spec``, a net a space may hold: depth, widen factor and params within the maxima."""
+    """(params, MACs) of ``spec``, a net a space may hold: depth and params within the maxima (a spec's widen
+    factor is within MAX_WIDEN_FACTOR already)."""
     if spec.depth > MAX_DEPTH:
         raise ValueError(f"{where}: {spec.name} is {spec.depth} layers deep; at most {MAX_DEPTH}")
-    if spec.widen_factor > MAX_WIDEN_FACTOR:
-        raise ValueError(f"{where}: {spec.name} has widen factor {spec.widen_factor}; at most {MAX_WIDEN_FACTOR}")
     params, macs = model.cost(spec.blocks_per_group, spec.widen_factor, spec.kernels)
     if params > MAX_PARAMS:
         raise ValueError(f"{where}: {spec.name} has {params:,} params; at most {MAX_PARAMS:,} per net "

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .checks import is_int, require_int, require_number
+from .checks import is_int, require_int, require_number, shown
 
 #: Channel widths of the stem and of the three groups before widening.
 STEM_WIDTH = 16
@@ -21,6 +21,11 @@ BASE_WIDTHS = (16, 32, 64)
 GROUP_STRIDES = (1, 2, 2)
 #: Decimal places kept of a fractional widen factor and of the dropout rate.
 DECIMALS = 4
+#: Upper bounds of a spec, far beyond any net that trains, so absurd input is one line, not a 400-digit table.
+MAX_BLOCKS_PER_GROUP = 10_000
+#: The widest: no net with k above ~600 has fewer than a billion params anyway.
+MAX_WIDEN_FACTOR = 1000
+MAX_KERNEL = 31
 #: What describes a net in a trial config, a study trial's user attributes, results and benchmark tables.
 SPEC_COLUMNS = ("name", "depth", "blocks_per_group", "widen_factor", "block_type", "dropout")
 
@@ -64,8 +69,9 @@ def validate_kernels(kernels: tuple[int, ...], field: str = "kernels") -> None:
     if not kernels:
         raise ValueError(f"{field}: a block needs at least one kernel, e.g. B(3,3)")
     for size in kernels:
-        if not is_int(size) or size < 1 or size % 2 == 0:
-            raise ValueError(f"{field}: kernel sizes must be odd integers >= 1, got {size!r} in {kernels}")
+        if not is_int(size) or size < 1 or size > MAX_KERNEL or size % 2 == 0:
+            raise ValueError(f"{field}: kernel sizes must be odd integers from 1 to {MAX_KERNEL}, got "
+                             f"{shown(size)}")
 
 
 def round_widen_factor(value: Any, where: str = "widen_factor") -> float:
@@ -74,7 +80,7 @@ def round_widen_factor(value: Any, where: str = "widen_factor") -> float:
     Names carry k to DECIMALS places, so ``WRNSpec.parse(spec.name) == spec``; a search space
     rounds its widen factors the same way, so each one is exactly the k of the nets it names.
     """
-    k = round(float(require_number(value, where, 0, open_low=True)), DECIMALS)
+    k = round(float(require_number(value, where, 0, MAX_WIDEN_FACTOR, open_low=True)), DECIMALS)
     if k <= 0:
         raise ValueError(f"{where}: must be >= {10**-DECIMALS}, got {value!r}")
     return int(k) if k.is_integer() else k
@@ -102,7 +108,7 @@ class WRNSpec:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        require_int(self.blocks_per_group, "blocks_per_group", 1)
+        require_int(self.blocks_per_group, "blocks_per_group", 1, MAX_BLOCKS_PER_GROUP)
         object.__setattr__(self, "widen_factor", round_widen_factor(self.widen_factor))
         kernels = tuple(self.kernels) if isinstance(self.kernels, (list, tuple)) else self.kernels
         if not isinstance(kernels, tuple):
@@ -125,6 +131,9 @@ class WRNSpec:
         kernels = tuple(kernels)
         validate_kernels(kernels)
         l = len(kernels)
+        highest = 3 * l * MAX_BLOCKS_PER_GROUP + 4
+        if is_int(depth) and depth > highest:
+            raise ValueError(f"depth: at most {highest:,} for {format_block_type(kernels)}, got {shown(depth)}")
         if not is_int(depth) or depth < 3 * l + 4 or (depth - 4) % (3 * l):
             near = " or ".join(str(d) for d in valid_depths_near(int(depth) if isinstance(depth, int) else 4, l))
             raise ValueError(

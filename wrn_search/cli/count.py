@@ -34,9 +34,10 @@ def describe(spec: WRNSpec, classes: int, in_channels: int, input_size: int) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    for field, value, minimum in (("--classes", args.classes, 1), ("--in-channels", args.in_channels, 1),
-                                  ("--input-size", args.input_size, 8)):
-        require_int(value, field, minimum)
+    for field, value, minimum, maximum in (("--classes", args.classes, 1, 1_000_000),
+                                           ("--in-channels", args.in_channels, 1, 1024),
+                                           ("--input-size", args.input_size, 8, 65536)):
+        require_int(value, field, minimum, maximum)
     rows = [describe(WRNSpec.parse(name), args.classes, args.in_channels, args.input_size) for name in args.specs]
     if args.json:
         for row in rows:
