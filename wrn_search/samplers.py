@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -194,6 +195,7 @@ class DistinctSampler(optuna.samplers.BaseSampler):
         self._trial_keys: dict[int, tuple] = {}  # trial number -> configuration
         self._grid: list[dict] | None = None
         self._configurations: set[tuple] | None = None
+        self._pinned: dict[tuple, FrozenTrial] | None = None
 
     def __getstate__(self) -> dict:
         return {"base": self.base, "space": self.space, "distributions": self.distributions}
@@ -219,8 +221,21 @@ class DistinctSampler(optuna.samplers.BaseSampler):
             self._decoded[index] = config_key(config, tuple(self.space.hyperparameters)), config["macs"]
         return self._decoded[index]
 
+    @contextmanager
+    def pinned(self, study: Study) -> Iterator[None]:
+        """Read the study's trials once for the block: one proposal (the searcher's budget check, the draw and
+        the continuation) reads a remote study once rather than three times; the trial being asked is not in it."""
+        self._pinned = self.latest_trials(study)
+        try:
+            yield
+        finally:
+            self._pinned = None
+
     def latest_trials(self, study: Study, but: int | None = None) -> dict[tuple, FrozenTrial]:
-        """The newest trial of each configuration the study has asked for (leaving out trial number ``but``)."""
+        """The newest trial of each configuration the study has asked for (leaving out trial number ``but``);
+        inside :meth:`pinned`, as the study was when the block began."""
+        if self._pinned is not None:
+            return self._pinned
         latest: dict[tuple, FrozenTrial] = {}
         for trial in study._get_trials(deepcopy=False, use_cache=False):
             key = self._trial_keys.get(trial.number)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from contextlib import nullcontext
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,6 +117,11 @@ class StudySearcher(OptunaSearch):
         return True
 
     def suggest(self, trial_id: str) -> dict | None:
+        sampler = self.study.sampler
+        with sampler.pinned(self.study) if isinstance(sampler, DistinctSampler) else nullcontext():
+            return self._suggest(trial_id)
+
+    def _suggest(self, trial_id: str) -> dict | None:
         if trial_id not in self._ot_trials and self.lost:
             # The same study trial, run by a new Tune trial: it finds its checkpoints by number.
             frozen = self.study.get_trials(deepcopy=False)[self.lost.pop(0)]
