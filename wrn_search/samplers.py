@@ -88,10 +88,12 @@ class RungTPESampler(optuna.samplers.TPESampler):
     A trial stopped early and continued later is left out (its continuation carries the
     configuration further). ``choose``, when set (by :class:`DistinctSampler`, for one draw),
     picks the proposal from TPE's candidates and their acquisition values, rather than the
-    candidate of highest acquisition.
+    candidate of highest acquisition; where it picks none, up to :data:`ATTEMPTS` batches of
+    candidates are drawn from the same estimators (built once: they cost the most at scale), and it
+    must pick from the last.
     """
 
-    choose: Callable[[list[dict[str, Any]], np.ndarray], dict[str, Any]] | None = None
+    choose: Callable[[list[dict[str, Any]], np.ndarray, bool], dict[str, Any] | None] | None = None
 
     def _sample(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         # Optuna's TPESampler._sample with the split replaced; Optuna has no hook for the split.
@@ -107,13 +109,18 @@ class RungTPESampler(optuna.samplers.TPESampler):
         above = sorted(ordered[n_below:] + [t for t in trials if t.state == TrialState.RUNNING], key=lambda t: t.number)
         mpe_below = self._build_parzen_estimator(study, search_space, below, handle_below=True)
         mpe_above = self._build_parzen_estimator(study, search_space, above, handle_below=False)
-        samples_below = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
-        scores = self._compute_acquisition_func(samples_below, mpe_below, mpe_above)
-        if self.choose is None:
-            best = self._compare(samples_below, scores)
-            return {name: distribution.to_external_repr(best[name]) for name, distribution in search_space.items()}
-        return self.choose([{name: distribution.to_external_repr(samples_below[name][i].item())
-                             for name, distribution in search_space.items()} for i in range(len(scores))], scores)
+        for batch in range(1 if self.choose is None else ATTEMPTS):
+            samples_below = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
+            scores = self._compute_acquisition_func(samples_below, mpe_below, mpe_above)
+            if self.choose is None:
+                best = self._compare(samples_below, scores)
+                return {name: distribution.to_external_repr(best[name]) for name, distribution in search_space.items()}
+            candidates = [{name: distribution.to_external_repr(samples_below[name][i].item())
+                           for name, distribution in search_space.items()} for i in range(len(scores))]
+            chosen = self.choose(candidates, scores, batch == ATTEMPTS - 1)
+            if chosen is not None:
+                return chosen
+        raise AssertionError("choose picks from the last batch")
 
 
 class _Probe:
@@ -196,6 +203,7 @@ class DistinctSampler(optuna.samplers.BaseSampler):
         self._grid: list[dict] | None = None
         self._configurations: set[tuple] | None = None
         self._pinned: dict[tuple, FrozenTrial] | None = None
+        self._batches_tried = False
 
     def __getstate__(self) -> dict:
         return {"base": self.base, "space": self.space, "distributions": self.distributions}
@@ -296,9 +304,12 @@ class DistinctSampler(optuna.samplers.BaseSampler):
 
         params: dict[str, Any] = {}
         for _ in range(ATTEMPTS):
+            self._batches_tried = False
             params = {**self._draw(study, trial, accept), **fixed}
-            if accept(params):
-                return params
+            if accept(params) or self._batches_tried:  # TPE drew its ATTEMPTS batches of candidates already
+                break
+        if accept(params):
+            return params
         grid = self.grid()
         open_points = [point for point in grid or () if all(point[name] == value for name, value in fixed.items())
                        and accept(point)]
@@ -310,7 +321,7 @@ class DistinctSampler(optuna.samplers.BaseSampler):
     def _draw(self, study: Study, trial: FrozenTrial, accept: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
         """One proposal of ``base`` for every parameter; TPE's is chosen by :meth:`_choose`."""
         if isinstance(self.base, RungTPESampler):
-            self.base.choose = lambda candidates, scores: self._choose(candidates, scores, accept)
+            self.base.choose = lambda candidates, scores, last: self._choose(candidates, scores, accept, last)
         try:
             relative = self.base.sample_relative(study, trial, self.base.infer_relative_search_space(study, trial))
         finally:
@@ -320,9 +331,10 @@ class DistinctSampler(optuna.samplers.BaseSampler):
                 self.base.sample_independent(study, trial, name, distribution)
                 for name, distribution in self.distributions.items()}
 
-    def _choose(self, candidates: list[dict[str, Any]], scores: np.ndarray,
-                accept: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        """The open candidate of highest acquisition per MAC, else the highest (redrawn by the caller).
+    def _choose(self, candidates: list[dict[str, Any]], scores: np.ndarray, accept: Callable[[dict[str, Any]], bool],
+                last: bool) -> dict[str, Any] | None:
+        """The open candidate of highest acquisition per MAC; none open: another batch, or from the ``last`` the
+        highest (the caller then proposes the nearest open grid point).
 
         A candidate of only some parameters (TPE sampling one group of several) keeps its acquisition.
         """
@@ -330,7 +342,11 @@ class DistinctSampler(optuna.samplers.BaseSampler):
             return candidates[int(np.argmax(scores))]
         per_mac = scores - np.log([max(1, self.macs(candidate)) for candidate in candidates])
         order = np.argsort(-per_mac, kind="stable")
-        return next((candidates[i] for i in order if accept(candidates[i])), candidates[order[0]])
+        chosen = next((candidates[i] for i in order if accept(candidates[i])), None)
+        if chosen is None and last:
+            self._batches_tried = True
+            return candidates[order[0]]
+        return chosen
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
