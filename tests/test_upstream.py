@@ -31,6 +31,8 @@ PRIVATE: dict[str, tuple[str, ...]] = {
     "ray.tune.search.SearchGenerator": ("_finished", "_total_samples"),
     "optuna.Study": ("_storage", "_get_trials"),
     "optuna.Trial": ("_trial_id",),
+    # warmstart.py: whether a reused trial's value lies inside the new space's distribution.
+    "optuna.distributions.IntDistribution": ("_contains",),
     "optuna.trial.FrozenTrial": ("_trial_id",),
     "optuna.samplers.TPESampler": ("_sample", "_constant_liar", "_gamma", "_rng.rng", "_n_ei_candidates",
                                    "_build_parzen_estimator", "_compare", "_compute_acquisition_func"),
@@ -60,6 +62,7 @@ def specimens(storage: Path) -> dict[str, object]:
         "ray.tune.search.SearchGenerator": SearchGenerator(searcher),
         "optuna.Study": study,
         "optuna.Trial": trial,
+        "optuna.distributions.IntDistribution": optuna.distributions.IntDistribution(0, 1),
         "optuna.trial.FrozenTrial": study.trials[0],
         "optuna.samplers.TPESampler": optuna.samplers.TPESampler(),
         "optuna.samplers._tpe.sampler": importlib.import_module("optuna.samplers._tpe.sampler"),

@@ -194,10 +194,7 @@ class DistinctSampler(optuna.samplers.BaseSampler):
         probe = _Probe()
         space.suggest(probe)
         self.distributions = probe.distributions
-        self._caches()
-
-    def _caches(self) -> None:
-        """Derived from the space and the study alone: rebuilt after unpickling, never saved with the searcher."""
+        # Derived from the space and the study alone: rebuilt after unpickling, never saved with the searcher.
         self._decoded: dict[tuple, tuple[tuple, int]] = {}  # parameter values -> (configuration, MACs)
         self._trial_keys: dict[int, tuple] = {}  # trial number -> configuration
         self._grid: list[dict] | None = None
@@ -206,11 +203,10 @@ class DistinctSampler(optuna.samplers.BaseSampler):
         self._batches_tried = False
 
     def __getstate__(self) -> dict:
-        return {"base": self.base, "space": self.space, "distributions": self.distributions}
+        return {"base": self.base, "space": self.space}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._caches()
+        self.__init__(state["base"], state["space"])
 
     # -- configurations --------------------------------------------------------------
 
