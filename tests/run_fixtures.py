@@ -32,6 +32,8 @@ class FakeTrial:
     state: str = "COMPLETE"
     outcome: str = "completed"
     epochs: int = 3
+    #: Params to record instead of the spec's (a study written by another tool, or by hand).
+    params: int | None = None
 
 
 #: A small study: a three-point front, dominated trials, an early-stopped, a failed and a running one.
@@ -100,6 +102,7 @@ def add_trials(run_dir: Path, trials) -> Path:
     with open(run_dir / "epochs.jsonl", "a") as epochs_log, open(run_dir / "trials.jsonl", "a") as trials_log:
         for index, fake in enumerate(trials, start=offset):
             spec, params, macs = trial_costs(fake.name, dataset)
+            params = params if fake.params is None else fake.params
             number = len(study.trials)  # add_trial numbers trials in order, as ask does
             trial_id = f"7a1b2_{index:05d}"
             attrs = {**spec.columns(), "params": params, "macs": macs, "epochs": fake.epochs, "trial_id": trial_id}

@@ -57,9 +57,10 @@ def test_a_configuration_stopped_early_stays_open_and_is_continued(tmp_path):
 @pytest.mark.slow
 def test_a_real_search_trains_each_configuration_once_and_continues_a_stopped_trial_from_its_checkpoint(tmp_path):
     space_path = write_document(tmp_path / "space.yaml", LEARNING_RATES)
-    finished = run_cli("run", str(space_path), "--storage-path", str(tmp_path), "--name", "d", "--quiet", cwd=tmp_path)
+    finished = run_cli("run", str(space_path), "--storage-path", str(tmp_path), "--name", "d", cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr[-3000:]
-    assert "every configuration of the space has been tried" in finished.stderr
+    assert "wrn-search: every configuration of the space has been tried; no new trial started" in finished.stderr
+    assert len(study_of(tmp_path / "d").trials) < LEARNING_RATES["search"]["samples"]  # ended before its samples
     run_dir = tmp_path / "d"
     study = study_of(run_dir)
     space = load_space(str(run_dir / "space.yaml"))

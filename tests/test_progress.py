@@ -111,7 +111,8 @@ def test_durations_stay_short():
 def cli_run(tmp_path_factory):
     """A tiny TPE + MO-ASHA search run from the command line by default (stderr is a pipe: plain lines)."""
     tmp_path = tmp_path_factory.mktemp("progress")
-    space = write_space(tmp_path, training={"epochs": 2}, search={"sampler": "tpe", "scheduler": "moasha", "samples": 4})
+    space = write_space(tmp_path, training={"epochs": 2}, search={"sampler": "tpe", "scheduler": "moasha", "samples": 4},
+                        dimensions={"lr": [0.02, 0.05]})  # more configurations than the resumes ask for
     result = run_cli("run", str(space), "--name", "watched", "--storage-path", "runs", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     return tmp_path, tmp_path / "runs" / "watched", result

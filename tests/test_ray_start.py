@@ -191,7 +191,8 @@ def test_readme_cluster_recipe(tmp_path, processes, ray_tmp):
     trials = study_of(run_dir).trials
     assert len(trials) == SAMPLES and all(t.state.name == "COMPLETE" for t in trials)
     assert "the run is complete" in outputs["status"]
-    nodes = {record["node_id"] for record in read_jsonl(run_dir / "epochs.jsonl")}
+    # An epoch whose line the kill lost is logged later from the checkpoint, which does not say where it ran.
+    nodes = {record["node_id"] for record in read_jsonl(run_dir / "epochs.jsonl") if "node_id" in record}
     assert len(nodes) == 2, "trials ran on one node only"
 
 

@@ -278,7 +278,7 @@ def test_an_out_of_memory_trial_still_gives_its_memory_back(session, monkeypatch
     fake = session()
     freed = []
     monkeypatch.setattr(trainable, "free_device_memory", lambda: freed.append(True))
-    trainable.train_trial(trial_config("WRN-10-100000"), digits, TRAINING)  # more params than any host's memory
+    trainable.train_trial(trial_config("WRN-10-1000"), digits, TRAINING)  # more params than any host's memory
     assert [m["outcome"] for m in fake.reports] == ["out_of_memory"] and freed == [True]
 
 

@@ -57,6 +57,10 @@ def reached(run_dir) -> dict[int, int]:
     return reached
 
 
+#: Three learning rates: the default test space has four nets, and a study trains each configuration once.
+MORE_CONFIGURATIONS = {"lr": [0.02, 0.05, 0.1]}
+
+
 def assert_continued(run_dir, before: dict[int, int], lines_before: int) -> None:
     """No trial that had logged an epoch before a kill trains that epoch, or any earlier one, again, or logs it
     again (a trial that had trained its last epoch but was not yet recorded as finished reports it once more)."""
@@ -70,7 +74,8 @@ def test_kills_interrupts_and_a_lagging_snapshot_lose_no_work(tmp_path):
     """Kill the driver as the run directory appears, Ctrl-C a resume, kill the next resume and roll its
     Ray snapshot back to an older one: every trial ends COMPLETE, none trains an epoch twice."""
     samples, epochs = 6, 8
-    space = write_space(tmp_path, training={"epochs": epochs}, search={"samples": samples, "scheduler": "none"})
+    space = write_space(tmp_path, training={"epochs": epochs}, search={"samples": samples, "scheduler": "none"},
+                        dimensions=MORE_CONFIGURATIONS)
     run_dir = tmp_path / "runs" / "killed"
     run = ["run", str(space), "--name", "killed", "--storage-path", "runs", "--quiet"]
 
@@ -179,7 +184,8 @@ def test_losing_a_node_mid_search(tmp_path):
     remover = threading.Thread(target=remove_worker_once_it_trains, daemon=True)
     remover.start()
     try:
-        space = write_space(tmp_path, training={"epochs": 6}, search={"samples": 6, "scheduler": "none"})
+        space = write_space(tmp_path, training={"epochs": 6}, search={"samples": 6, "scheduler": "none"},
+                            dimensions=MORE_CONFIGURATIONS)
         run_search(load_space(space), name="node-loss", storage_path=str(tmp_path / "runs"),
                    address=cluster.address, verbose=0)
     finally:

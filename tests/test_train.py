@@ -361,10 +361,10 @@ def test_other_errors_in_an_epoch_still_raise(digits, monkeypatch):
 
 
 def test_a_net_whose_weights_exceed_the_memory_is_out_of_memory_before_allocating(digits):
-    """WRN-10-100000 would allocate a 0.9 GB layer, then fail on a 92 TB one (or be killed by the kernel)."""
-    with pytest.raises(OutOfMemory, match=r"^out of memory for WRN-10-100000-B\(3,3\): its 739,840,364,800,186 "
-                                          r"params alone need 8,268,360 GiB, more than the [\d,]+ GiB of host memory$"):
-        Trainer(WRNSpec.parse("WRN-10-100000"), digits, TrainConfig(device="cpu"))
+    """WRN-10-1000 needs 826 GiB for its weights alone: refused before any layer is allocated (or the kernel kills)."""
+    with pytest.raises(OutOfMemory, match=r"^out of memory for WRN-10-1000-B\(3,3\): its 73,987,648,186 "
+                                          r"params alone need 826 GiB, more than the [\d,]+ GiB of host memory$"):
+        Trainer(WRNSpec.parse("WRN-10-1000"), digits, TrainConfig(device="cpu"))
 
 
 def test_allocation_failure_while_building_is_out_of_memory(digits, monkeypatch):

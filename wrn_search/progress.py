@@ -20,7 +20,7 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from .pareto import hypervolume, pareto_front, reference_point
-from .rundir import TRIAL_LOG, TRIAL_SCHEMA, RunManifest, count_epoch, read_jsonl, trained_epochs
+from .rundir import TRIAL_LOG, TRIAL_SCHEMA, EpochsSpent, RunManifest, read_jsonl
 
 #: Seconds between redraws of the line on a terminal.
 REDRAW_S = 1.0
@@ -90,9 +90,9 @@ class ProgressLine(tune.Callback):
         self.manifest = manifest
         self.in_place = in_place
         self.stream = stream if stream is not None else sys.stderr
-        #: The highest epoch of each Tune trial, as the searcher counts them against the epoch budget.
-        self.trained = trained_epochs(self.run_dir)
-        self.trained_before = sum(self.trained.values())
+        #: The epochs of each Tune trial, as the searcher counts them against the epoch budget.
+        self.spent = EpochsSpent.read(self.run_dir)
+        self.trained_before = self.spent.total
         self.finished = Finished.read(self.run_dir, manifest)
         self.running = 0
         self.started = time.monotonic()
@@ -104,7 +104,7 @@ class ProgressLine(tune.Callback):
         self.started = time.monotonic()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        count_epoch(self.trained, trial.trial_id, result.get("epoch"))
+        self.spent.count(trial.trial_id, result.get("epoch"))
 
     def on_step_end(self, iteration, trials, **info) -> None:
         if self.in_place and time.monotonic() - self.shown >= REDRAW_S:
@@ -138,7 +138,7 @@ class ProgressLine(tune.Callback):
         return self.manifest.trial_budget.epochs_left(self.manifest.epochs, trained, self.finished.forgone_epochs)
 
     def line(self) -> str:
-        trained = sum(self.trained.values())
+        trained = self.spent.total
         elapsed = time.monotonic() - self.started
         trained_now = trained - self.trained_before  # the rate is this session's: a resume may run on other nodes
         left = self.epochs_left(trained)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .results import SOURCE_RUN, RunResults, hyperparameters, plain, reused
-from .rundir import trained_epochs
+from .rundir import EpochsSpent
 
 #: Fields of the best trial that :func:`status` reports, besides its searched hyperparameters.
 BEST_FIELDS = ("number", "trial_id", "name", "params", "macs", "val_error")
@@ -25,7 +25,7 @@ def status(run_dir: str | Path) -> dict:
     complete = frame[frame["state"] == "COMPLETE"]
     best = complete.sort_values(["val_error", "params"]).head(1)
     sources = frame.loc[reused(frame), SOURCE_RUN] if SOURCE_RUN in frame else frame.iloc[:0, 0]
-    epochs_done = sum(trained_epochs(run_dir).values())  # as the searcher counts them against the epoch budget
+    epochs_done = EpochsSpent.read(run_dir).total  # as the searcher counts them against the epoch budget
     return {
         "run_dir": str(run_dir),
         "name": manifest.name,

@@ -472,19 +472,32 @@ def _trained(record: dict) -> str:
     return json.dumps([record.get(key) for key in TRAINED_KEYS], default=_jsonable)
 
 
-def count_epoch(trained: dict[str, int], trial_id: str, epoch: int | None) -> None:
-    """Keep the highest epoch of each trial: one re-run from a checkpoint reports epochs again; they count once."""
-    if epoch is not None:
-        trained[trial_id] = max(trained.get(trial_id, 0), int(epoch))
+@dataclass
+class EpochsSpent:
+    """The epochs each Ray trial trained, counted against ``search.epoch_budget``: from the epoch before its
+    first report to its highest. A re-run from a checkpoint reports epochs again, and they count once; a trial
+    that continues one stopped early first reports the epoch after that trial's, and counts only what it trained.
+    """
 
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
 
-def trained_epochs(run_dir: str | Path) -> dict[str, int]:
-    """The highest epoch each Ray trial id logged in ``epochs.jsonl``: the epochs spent against
-    ``search.epoch_budget``."""
-    trained: dict[str, int] = {}
-    for record in read_jsonl(Path(run_dir) / EPOCH_LOG, EPOCH_SCHEMA):
-        count_epoch(trained, record["trial_id"], record["epoch"])
-    return trained
+    def count(self, trial_id: str, epoch: int | None) -> None:
+        if epoch is None:
+            return
+        first, highest = self.spans.get(trial_id, (int(epoch) - 1, 0))
+        self.spans[trial_id] = (min(first, int(epoch) - 1), max(highest, int(epoch)))
+
+    @property
+    def total(self) -> int:
+        return sum(highest - first for first, highest in self.spans.values())
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> EpochsSpent:
+        """What ``epochs.jsonl`` says: the durable log, newer than Tune's snapshot."""
+        spent = cls()
+        for record in read_jsonl(Path(run_dir) / EPOCH_LOG, EPOCH_SCHEMA):
+            spent.count(record["trial_id"], record["epoch"])
+        return spent
 
 
 def _jsonable(value):

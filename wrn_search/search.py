@@ -41,7 +41,7 @@ from .resources import trial_resources
 from .results import RunResults, open_study, write_results
 from .schedulers import SuccessiveHalving
 from .samplers import make_sampler
-from .searcher import StudySearcher, search_algorithm
+from .searcher import EXHAUSTED, StudySearcher, search_algorithm, study_searcher
 from .snapshot import has_snapshot
 from .space import SearchSpace, load_space
 from .trainable import train_trial
@@ -249,6 +249,9 @@ def fit(tuner: tune.Tuner, run_dir: Path, manifest: RunManifest, callbacks: Sequ
     if watchdog.stalled:
         raise SearchStalled(f"{watchdog.stalled}: {finished} of {manifest.samples} trials finished; "
                             f"continue with: wrn-search resume {run_dir}")
+    searcher = study_searcher(watchdog.search_alg)
+    if progress and searcher is not None and searcher.exhausted:
+        print(f"wrn-search: {EXHAUSTED}", file=sys.stderr, flush=True)
     return results
 
 

@@ -16,7 +16,6 @@ restore the count is rebuilt from ``epochs.jsonl`` and the budget re-read from `
 
 from __future__ import annotations
 
-import logging
 import time
 import warnings
 from contextlib import nullcontext
@@ -29,14 +28,15 @@ from ray.tune.search import ConcurrencyLimiter, SearchGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from .budget import TrialBudget
-from .rundir import TRIAL_LOG, RunManifest, append_jsonl, count_epoch, open_storage, trained_epochs
+from .rundir import TRIAL_LOG, EpochsSpent, RunManifest, append_jsonl, open_storage
 from .samplers import AskTellGridSampler  # noqa: F401  (grid runs pickled before it moved import it from here)
 from .recipe import CONTINUES, START_EPOCH
 from .samplers import RUNG_VALUES, START_UP_TRIALS, DistinctSampler, RungTPESampler, make_sampler
 from .space import SearchSpace
 from .warmstart import CONTINUES_EXPERIMENT, CONTINUES_TRIAL, continued_from
 
-logger = logging.getLogger(__name__)
+#: What a run or a simulation says when its searcher stopped because every configuration was tried.
+EXHAUSTED = "every configuration of the space has been tried; no new trial started"
 #: The config keys of a trial that continues one stopped early (:meth:`StudySearcher._continuation`).
 CONTINUATION_KEYS = (CONTINUES, START_EPOCH, CONTINUES_EXPERIMENT, CONTINUES_TRIAL)
 
@@ -69,15 +69,15 @@ class StudySearcher(OptunaSearch):
         self.run_dir = str(run_dir)
         self.budget = budget
         self.full_epochs = space.training.epochs
-        #: The highest epoch each Tune trial id has reported.
-        self.trained: dict[str, int] = {}
-        #: The epoch each trial that continues a trial stopped early started from (it trained only the rest).
-        self.start_epochs: dict[str, int] = {}
+        #: The epochs each Tune trial id has trained.
+        self.spent = EpochsSpent()
         #: Tune trial ids whose re-run after an error was told as a new trial.
         self.retried: set[str] = set()
         #: When each trial was asked for, by ``clock`` (the simulator replaces it with its own).
         self.clock: Callable[[], float] = time.time
         self.started: dict[str, float] = {}
+        #: Whether the search ended because every configuration of a finite space was tried (:data:`EXHAUSTED`).
+        self.exhausted = False
         #: Study trials left RUNNING by a kill that Tune never recorded: asked again before new ones.
         self.lost: list[int] = self._unknown_running()
 
@@ -95,8 +95,7 @@ class StudySearcher(OptunaSearch):
 
     @property
     def epochs_spent(self) -> int:
-        """Epochs trained: each trial's highest, less the epoch a continuing trial started from."""
-        return sum(epoch - self.start_epochs.get(trial_id, 0) for trial_id, epoch in self.trained.items())
+        return self.spent.total
 
     def _out_of_budget(self) -> bool:
         """Whether a new trial would exceed ``samples`` or the epoch budget, or every configuration was tried."""
@@ -104,17 +103,12 @@ class StudySearcher(OptunaSearch):
         return not self.budget.new_trials(len(asked), self.epochs_spent) or self._space_exhausted()
 
     def _space_exhausted(self) -> bool:
-        """Whether every configuration of a finite space was tried; says so once."""
+        """Whether every configuration of a finite space was tried (``exhausted``: the run says so at its end)."""
         sampler = self.study.sampler
         if isinstance(sampler, optuna.samplers.GridSampler):
             return sampler.is_exhausted(self.study)
-        if not (isinstance(sampler, DistinctSampler) and sampler.exhausted(self.study)):
-            return False
-        if not self.__dict__.get("exhausted_said"):
-            self.exhausted_said = True
-            logger.warning("every configuration of the space has been tried (%d trials); no new trial starts",
-                           len(self.study.get_trials(deepcopy=False)))
-        return True
+        self.exhausted = isinstance(sampler, DistinctSampler) and sampler.exhausted(self.study)
+        return self.exhausted
 
     def suggest(self, trial_id: str) -> dict | None:
         sampler = self.study.sampler
@@ -159,7 +153,6 @@ class StudySearcher(OptunaSearch):
                      **continued_from(earlier)}  # a trial reused from an earlier run: its checkpoints there
             for key, value in attrs.items():
                 trial.set_user_attr(key, value)
-        self.start_epochs[trial_id] = attrs[START_EPOCH]
         return {key: attrs[key] for key in CONTINUATION_KEYS if key in attrs}
 
     def classify(self, result: dict | None, error: bool) -> tuple[TrialState, str]:
@@ -174,12 +167,12 @@ class StudySearcher(OptunaSearch):
         return TrialState.COMPLETE, "completed"
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        count_epoch(self.trained, trial_id, result.get("epoch"))
+        self.spent.count(trial_id, result.get("epoch"))
         super().on_trial_result(trial_id, result)  # reports intermediate values for single-objective pruning
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         # Tune skips on_trial_result for a trial's last result.
-        count_epoch(self.trained, trial_id, (result or {}).get("epoch"))
+        self.spent.count(trial_id, (result or {}).get("epoch"))
         if trial_id not in self._ot_trials:
             return
         trial = self._ot_trials[trial_id]
@@ -247,11 +240,13 @@ class StudySearcher(OptunaSearch):
         RUNNING that Tune never knew (asked after its last snapshot) to be asked again, and name the
         metrics of a study created before wrn-search named them."""
         super().restore(checkpoint_path)
-        for name, default in (("clock", time.time), ("started", {}), ("start_up", []), ("start_epochs", {})):
+        for name, default in (("clock", time.time), ("started", {}), ("start_up", []), ("exhausted", False)):
             self.__dict__.setdefault(name, default)  # a searcher saved by an older wrn-search lacks them
         manifest = RunManifest.load(self.run_dir)
         self.budget = manifest.trial_budget
-        self.trained = trained_epochs(self.run_dir)  # the durable log, newer than Tune's snapshot
+        for stale in ("trained", "start_epochs"):  # what a searcher saved by an older wrn-search counted with
+            self.__dict__.pop(stale, None)
+        self.spent = EpochsSpent.read(self.run_dir)  # the durable log, newer than Tune's snapshot
         self.lost = self._unknown_running()
         self._name_metrics()
 
@@ -268,10 +263,15 @@ class ResumableSearchGenerator(SearchGenerator):
     def set_state(self, state: dict) -> None:
         super().set_state(state)
         self._finished = False
-        searcher = self.searcher
-        while hasattr(searcher, "searcher"):  # through the ConcurrencyLimiter
-            searcher = searcher.searcher
-        self._total_samples = max(self._total_samples, searcher.budget.samples)
+        self._total_samples = max(self._total_samples, study_searcher(self).budget.samples)
+
+
+def study_searcher(search_alg) -> StudySearcher | None:
+    """The :class:`StudySearcher` inside Tune's search algorithm (through the concurrency limiter), if any."""
+    searcher = search_alg
+    while not isinstance(searcher, StudySearcher) and hasattr(searcher, "searcher"):
+        searcher = searcher.searcher
+    return searcher if isinstance(searcher, StudySearcher) else None
 
 
 class RerunAwareConcurrencyLimiter(ConcurrencyLimiter):

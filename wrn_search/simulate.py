@@ -20,6 +20,7 @@ import itertools
 import json
 import math
 import shutil
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,7 +36,7 @@ from .dashboards.report import REPORT_FILE, write_report
 from .search import init_run_dir, make_scheduler, quiet_optuna, run_dir_for
 from .recipe import START_EPOCH
 from .samplers import make_sampler
-from .searcher import StudySearcher
+from .searcher import EXHAUSTED, StudySearcher
 from .space import SearchSpace
 from .results import RunResults, write_results
 from .table import FAILED_OUTCOMES, Curve, Table
@@ -254,6 +255,8 @@ def simulate(space: SearchSpace, table: Table, workers: int, time_budget: float 
                                 on_epoch=epochs.append, origin=datetime.fromisoformat(manifest.created).timestamp(),
                                 warm_start=warm)
             write_jsonl(run_dir / EPOCH_LOG, epochs)
+            if simulation.searcher.exhausted:
+                print(f"wrn-search: {EXHAUSTED}", file=sys.stderr, flush=True)
             optuna.copy_study(from_study_name=manifest.study_name,
                               from_storage=simulation.searcher.study._storage,
                               to_storage=open_storage(manifest.storage), to_study_name=manifest.study_name)
