@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import torch
 
 from wrn_search.checkpoints import dirname, write_epoch
+from wrn_search.recipe import START_EPOCH
 from wrn_search.rundir import EPOCH_SCHEMA, RunManifest, read_jsonl
 from wrn_search.search import EpochLogger
 from wrn_search.train import CHECKPOINT_FILE
@@ -77,3 +78,30 @@ def test_an_epoch_whose_line_a_kill_lost_is_taken_from_the_checkpoint(tmp_path):
     session(tmp_path).on_trial_result(1, [], trial("b1", 0), result(4))
     assert logged(tmp_path) == [(0, 1, False), (0, 2, False), (0, 3, False), (0, 4, False)]
     assert read_jsonl(tmp_path / "epochs.jsonl")[2]["val_error"] == result(3)["val_error"]
+
+
+def checkpointed(tmp_path, number: int, epochs: tuple[int, ...]) -> None:
+    """A run whose trial ``number`` checkpointed ``epochs`` (their metrics in the checkpoint's history)."""
+    RunManifest(name="r", study_name="r-1", storage="sqlite:///x.db", objectives=["val_error"],
+                directions=["minimize"], tune_path=str(tmp_path / "tune"), dataset="digits", epochs=4,
+                samples=1).save(tmp_path)
+    folder = tmp_path / "tune" / dirname(trial("a0", number).config, "a0") / f"checkpoint_{max(epochs) - 1:06d}"
+    folder.mkdir(parents=True)
+    torch.save({"history": [{**result(epoch), "node_id": None} for epoch in epochs]}, folder / CHECKPOINT_FILE)
+    write_epoch(folder, max(epochs))
+
+
+def test_a_first_epoch_whose_line_a_full_disk_lost_is_taken_from_the_checkpoint(tmp_path):
+    """The disk filled after the trial checkpointed epoch 1 and before the driver logged it: no line yet."""
+    checkpointed(tmp_path, 0, (1,))
+    session(tmp_path).on_trial_result(1, [], trial("b1", 0), result(2))
+    assert logged(tmp_path) == [(0, 1, False), (0, 2, False)]
+
+
+def test_a_trial_continuing_one_stopped_early_logs_only_its_own_epochs(tmp_path):
+    """Trial 1 continues trial 0, stopped at epoch 2: its first report is epoch 3, nothing below is missing."""
+    checkpointed(tmp_path, 1, (1, 2, 3))
+    continuing = SimpleNamespace(trial_id="c1", config={"number": 1, "name": "WRN-10-1", START_EPOCH: 2},
+                                 placement_group_factory=SimpleNamespace(required_resources={"CPU": 1}))
+    session(tmp_path).on_trial_result(1, [], continuing, result(3))
+    assert logged(tmp_path) == [(1, 3, False)]

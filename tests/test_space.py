@@ -601,3 +601,12 @@ def test_tpe_keeps_one_distribution_per_parameter_and_the_whole_width_range_afte
     after_start_up = widths[10:]
     assert max(after_start_up) >= 3 and min(after_start_up) == 1, sorted(set(after_start_up))
     assert len({t.user_attrs["name"] for t in study.trials}) >= 50  # of 84; 41-43 before the fix
+
+
+def test_an_unknown_key_with_a_newline_is_still_one_line(tmp_path):
+    """The fuzz test found it: the key was printed raw, and the CLI's one line showed only its first part."""
+    path = tmp_path / "space.yaml"
+    path.write_text('{"dimensions": {"x\\ny": 1}}')
+    with pytest.raises(ValueError) as raised:
+        load_space(path)
+    assert "\n" not in str(raised.value) and "dimensions.'x\\ny': unknown key" in str(raised.value)

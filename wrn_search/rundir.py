@@ -438,11 +438,12 @@ class EpochLog:
         for record in read_jsonl(self.path, EPOCH_SCHEMA):
             self._remember(record)
 
-    def missing(self, record: dict) -> range:
-        """The epochs between the trial's highest logged one and ``record``'s: a kill between a trial's checkpoint
-        and the driver's line loses that line, and the trial then continues from the checkpoint."""
+    def missing(self, record: dict, start: int = 0) -> range:
+        """The epochs between the trial's highest logged one (or ``start``, the epoch a trial continuing one
+        stopped early began from) and ``record``'s: a kill or a full disk between a trial's checkpoint and the
+        driver's line loses that line, and the trial then continues from the checkpoint."""
         trial, epoch = _epoch_key(record)
-        return range(self._highest[trial] + 1, epoch) if trial in self._highest else range(0)
+        return range(self._highest.get(trial, start) + 1, epoch)
 
     def append(self, record: dict) -> bool:
         """Log ``record`` (fsynced) unless the same epoch was logged with the same results; whether it was."""

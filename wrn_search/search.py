@@ -40,6 +40,7 @@ from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_J
 from .resources import trial_resources
 from .results import RunResults, open_study, write_results
 from .schedulers import SuccessiveHalving
+from .recipe import START_EPOCH
 from .samplers import make_sampler
 from .searcher import EXHAUSTED, StudySearcher, search_algorithm, study_searcher
 from .snapshot import has_snapshot
@@ -83,7 +84,7 @@ class EpochLogger(tune.Callback):
             self.setup()
         resources = trial.placement_group_factory.required_resources
         record = epoch_record(trial.trial_id, trial.config, result, resources, time.time())
-        lost = self._log.missing(record)
+        lost = self._log.missing(record, int(trial.config.get(START_EPOCH, 0)))
         if lost and record["number"] is not None:
             trained = {metrics.get("epoch"): metrics for metrics in self._checkpoints(record["number"]).history()}
             for epoch in lost:

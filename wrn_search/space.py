@@ -768,7 +768,8 @@ def _check_keys(raw: Any, where: str, allowed: tuple[str, ...]) -> None:
     for key in raw:
         if key not in allowed:
             prefix = f"{where}." if where else ""
-            raise ValueError(f"{prefix}{key}: unknown key; allowed: {', '.join(allowed)}")
+            shown_key = key if isinstance(key, str) and key.isprintable() else repr(key)  # the message stays one line
+            raise ValueError(f"{prefix}{shown_key}: unknown key; allowed: {', '.join(allowed)}")
 
 
 def _section(raw: Any, where: str, cls: type) -> dict:
