@@ -10,6 +10,7 @@ end by writing ``results.csv``, ``pareto.csv`` and ``report.html``.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import shutil
@@ -33,7 +34,7 @@ from .dashboards.report import REPORT_FILE, write_report
 from .data import Dataset
 from .interrupts import environment, interrupt_gracefully, stoppable
 from .errors import SearchStalled
-from .failures import TrialFailures, unwritable_error
+from .failures import RAY_UNHANDLED_ERRORS_ENV, TrialFailures, unwritable_error
 from .lock import LOCK_FILE, run_dir_lock
 from .rundir import (COMMAND_FILE, EPOCH_LOG, SCHEDULER_LOG, SPACE_FILE, STUDY_JOURNAL, TRIAL_LOG, TRIAL_SCHEMA,
                      TUNE_DIR, RunManifest, EpochLog, epoch_record, open_storage, read_jsonl)
@@ -216,6 +217,25 @@ def session_callbacks(run_dir: Path, manifest: RunManifest, callbacks: Sequence[
     return [*callbacks, *line]
 
 
+#: Tune's logger of experiment snapshots: a snapshot that fails while a stop signal ends the search is logged
+#: with a traceback, and ``resume`` copes with a missing or torn snapshot (wrn_search.snapshot).
+SNAPSHOT_LOGGER = "ray.tune.execution.experiment_state"
+
+
+@contextmanager
+def ray_quiet() -> Iterator[None]:
+    """Without ``--verbose``: no start-up box, no "Unhandled error" tracebacks of trials whose failure is told in
+    one line already (wrn_search.failures), no traceback of a snapshot a stop interrupted."""
+    snapshots = logging.getLogger(SNAPSHOT_LOGGER)
+    level = snapshots.level
+    snapshots.setLevel(logging.CRITICAL)
+    try:
+        with environment(TUNE_NEW_OUTPUT_ENV, "0"), environment(RAY_UNHANDLED_ERRORS_ENV, "1"):
+            yield
+    finally:
+        snapshots.setLevel(level)
+
+
 def fit(tuner: tune.Tuner, run_dir: Path, manifest: RunManifest, callbacks: Sequence[tune.Callback],
         verbose: int, progress: bool = True) -> RunResults:
     """Run the experiment with this session's ``callbacks`` and Ray output, write the results and the report
@@ -228,7 +248,7 @@ def fit(tuner: tune.Tuner, run_dir: Path, manifest: RunManifest, callbacks: Sequ
     failures = TrialFailures(say=progress and not verbose, tracebacks=bool(verbose))
     run_config.callbacks = [*(run_config.callbacks or []), watchdog, failures, *callbacks]
     run_config.verbose = verbose
-    ray_output = environment(TUNE_NEW_OUTPUT_ENV, "0") if not verbose else nullcontext()
+    ray_output = ray_quiet() if not verbose else nullcontext()
     with interrupt_gracefully() as interrupted, ray_output, failures.watching():
         try:
             tuner.fit()
