@@ -33,7 +33,8 @@ import psutil
 import torch
 import yaml
 
-from wrn_search.rundir import TRIAL_LOG, read_jsonl
+from wrn_search.runs.files import read_jsonl
+from wrn_search.runs.layout import TRIAL_LOG
 
 from .common import REPO_ROOT, Row, describe_device, log
 

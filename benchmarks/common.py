@@ -81,7 +81,7 @@ def start_ray(num_gpus: int | None = None) -> None:
     from here); ``num_gpus`` tells Ray of that many GPUs, whatever the node has."""
     import ray
 
-    from wrn_search.cluster import LOOPBACK, loopback_kept
+    from wrn_search.search.cluster import LOOPBACK, loopback_kept
 
     paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))

@@ -14,8 +14,8 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from wrn_search.model import build_model
-from wrn_search.spec import WRNSpec
+from wrn_search.network.model import build_model
+from wrn_search.network.spec import WRNSpec
 
 from .common import Row, describe_device, log, median_time, pin_threads, speedup
 

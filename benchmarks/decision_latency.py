@@ -5,7 +5,7 @@ A Ray Tune driver makes every search decision on one thread while the workers wa
 the storage), ``tell`` a finished trial (``StudySearcher.on_trial_complete``: the study's
 tell and the fsynced ``trials.jsonl`` line) and ``schedule`` each reported epoch
 (``SuccessiveHalving.on_trial_result``: Pareto ranks of the rung). The simulator
-(:mod:`wrn_search.simulate`) makes exactly those calls, in Tune's order, on ``WORKERS``
+(:mod:`wrn_search.simulation.simulate`) makes exactly those calls, in Tune's order, on ``WORKERS``
 simulated GPUs without training anything, so timing them there times the driver alone.
 Each kind is reported as p50/p99 per ``WINDOW`` trials of the study's size.
 
@@ -47,13 +47,12 @@ import numpy as np
 import torch
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from wrn_search.rundir import open_storage
-from wrn_search.schedulers import SuccessiveHalving
-from wrn_search.search import make_scheduler
-from wrn_search.searcher import StudySearcher
-from wrn_search.simulate import Simulation, check_simulable, table_seed
-from wrn_search.space import SearchSpace, load_space, parse_space
-from wrn_search.table import Table, load_table
+from wrn_search.runs.storage import open_storage
+from wrn_search.search.schedulers import SuccessiveHalving, create_scheduler
+from wrn_search.search.searcher import StudySearcher
+from wrn_search.simulation.simulate import Simulation, check_simulable, table_seed
+from wrn_search.simulation.table import Table, load_table
+from wrn_search.spaces.space import SearchSpace, load_space, parse_space
 
 from .common import Row, describe_device, log, speedup
 from .synthetic_table import write_synthetic_table
@@ -236,7 +235,7 @@ def measure(space: SearchSpace, table: Table, workers: int, storage: str, direct
                              storage=open_storage(storage_url(storage, directory)))
     calls = CallLog()
     simulation = Simulation(TimedSearcher(searcher, calls),
-                            TimedScheduler(make_scheduler(space, None) or FIFOScheduler(), calls),
+                            TimedScheduler(create_scheduler(space, None) or FIFOScheduler(), calls),
                             table, table_seed(table, space.search.seed), workers)
     start = time.perf_counter()
     simulation.run()

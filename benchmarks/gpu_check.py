@@ -37,11 +37,20 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from wrn_search.data import Dataset, load_dataset  # noqa: E402
-from wrn_search.resources import (BYTES_PER_ELEMENT, CUDA_CONTEXT_BYTES, DEFAULT_GPU, MARGIN_BYTES,  # noqa: E402
-                                  AutoGPUResources, allocator_bytes, local_gpu, memory_fraction)
-from wrn_search.spec import WRNSpec  # noqa: E402
-from wrn_search.train import OutOfMemory, Trainer, TrainConfig, free_device_memory  # noqa: E402
+from wrn_search.network.spec import WRNSpec  # noqa: E402
+from wrn_search.search.resources import (
+    BYTES_PER_ELEMENT,
+    CUDA_CONTEXT_BYTES,
+    DEFAULT_GPU,
+    MARGIN_BYTES,
+    AutoGPUResources,
+    allocator_bytes,
+    local_gpu,
+    memory_fraction,
+)
+from wrn_search.training.data import Dataset, load_dataset  # noqa: E402
+from wrn_search.training.device import OutOfMemory, free_device_memory
+from wrn_search.training.engine import TrainConfig, Trainer  # noqa: E402
 
 SKIPPED = "skipped: no CUDA"
 
@@ -227,7 +236,7 @@ def probe_trial(config: dict) -> None:
     """One search trial's GPU handling: the cap, the device by the trial's GPUs, two epochs of WRN-16-2."""
     from ray import tune
 
-    from wrn_search.trainable import limit_gpu_memory, trial_train_config
+    from wrn_search.search.trainable import limit_gpu_memory, trial_train_config
 
     gpus = config["gpus"]
     limit_gpu_memory(gpus)

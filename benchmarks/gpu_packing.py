@@ -26,8 +26,8 @@ import pandas as pd
 import torch
 import yaml
 
-from wrn_search.search import run_search
-from wrn_search.space import load_space
+from wrn_search.search.orchestrate import run_search
+from wrn_search.spaces.space import load_space
 
 from .common import Row, log, speedup, start_ray, stop_ray
 

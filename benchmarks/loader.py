@@ -1,7 +1,7 @@
 """Loader: our device-resident CIFAR augmentation vs torchvision transforms through a DataLoader.
 
 Both read the same 50,000 images from CIFAR-10's pickle files (ours through
-``wrn_search.data.load_dataset``, the baseline through ``torchvision.datasets.CIFAR10``),
+``wrn_search.training.data.load_dataset``, the baseline through ``torchvision.datasets.CIFAR10``),
 both yield normalised, randomly cropped and flipped batches of 128 on the
 training device. The baseline uses as many DataLoader workers as cores.
 """
@@ -20,8 +20,8 @@ from scipy.stats import chi2_contingency
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from wrn_search.data import CIFAR_MEAN, CIFAR_STD, load_dataset
-from wrn_search.loader import DeviceLoader
+from wrn_search.training.data import CIFAR_MEAN, CIFAR_STD, load_dataset
+from wrn_search.training.loader import DeviceLoader
 
 from .cifar_files import cifar10_files, make_images
 from .common import Row, benchmark_device, describe_device, log, pin_threads, speedup

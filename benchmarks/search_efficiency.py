@@ -27,8 +27,8 @@ import pandas as pd
 import torch
 
 from wrn_search.pareto import FrontScale
-from wrn_search.search import run_search
-from wrn_search.space import SearchSpace, load_space
+from wrn_search.search.orchestrate import run_search
+from wrn_search.spaces.space import SearchSpace, load_space
 
 from .common import Row, describe_device, log, pin_threads, speedup, start_ray, stop_ray
 

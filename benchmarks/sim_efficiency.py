@@ -2,7 +2,7 @@
 
 Every method searches each shipped benchmark table (:data:`TABLES`, each with the ready space of
 its name; environment variable ``WRN_BENCH_TABLE`` names one table or a .csv.gz path instead) with
-4 asynchronous workers in :mod:`wrn_search.simulate`, on the same seeds. Simulation seed ``s``
+4 asynchronous workers in :mod:`wrn_search.simulation.simulate`, on the same seeds. Simulation seed ``s``
 seeds the method and replays table seed ``table_seed(table, s)``. A default is judged on every
 table: one that wins on the table it was tuned on and loses on the next is not a default.
 
@@ -45,10 +45,11 @@ import optuna
 from scipy.stats import wilcoxon
 
 from wrn_search.pareto import FrontScale
-from wrn_search.simulate import FinishedTrial, Simulation, replay, table_seed
-from wrn_search.recipe import CONTINUES
-from wrn_search.space import SearchSpace, config_key, load_space
-from wrn_search.table import Table, load_table
+from wrn_search.simulation.simulate import FinishedTrial, Simulation, replay, table_seed
+from wrn_search.simulation.table import Table, load_table
+from wrn_search.spaces.schema import config_key
+from wrn_search.spaces.space import SearchSpace, load_space
+from wrn_search.training.recipe import CONTINUES
 
 from .common import Row, log, speedup
 
@@ -448,7 +449,8 @@ def versus_syne_tune(evaluation: Evaluation, quick: bool, figures: dict, common:
     checks = {"syne_tune_moasha_ran": missing is None, **consistency,
               "ours_faster_than_syne_tune_moasha_p_below_0.05":
                   not missing and faster(figures["syne_tune_moasha"], ours, theirs)}
-    return Row(f"sim_efficiency_vs_syne_tune_moasha[{table_name(evaluation)}]", ours, theirs, "simulated s to random's final hypervolume",
+    return Row(f"sim_efficiency_vs_syne_tune_moasha[{table_name(evaluation)}]", ours, theirs,
+               "simulated s to random's final hypervolume",
                math.nan if missing else ratio(ours, theirs), device, workload(evaluation, quick), checks, details)
 
 

@@ -4,7 +4,7 @@ Syne Tune's MOASHA is random search plus its multi-objective successive halving;
 the same grid as our space (every feasible architecture name x each hyperparameter's choices)
 with the same rungs (``max_t`` = the full epochs, the space's grace period and reduction factor)
 and the same objectives. :func:`syne_tune_moasha` returns the searcher and the scheduler that
-:class:`~wrn_search.simulate.Simulation` drives, sharing one ``MOASHA``.
+:class:`~wrn_search.simulation.simulate.Simulation` drives, sharing one ``MOASHA``.
 
 Stock MOASHA ranks a rung with ``NonDominatedPriority``, which returns the *order* of the points
 (an argsort) where the bracket expects each point's *rank*, so a new trial's stop decision
@@ -28,9 +28,9 @@ from syne_tune.optimizer.schedulers.multiobjective.moasha import MOASHA
 from syne_tune.optimizer.schedulers.multiobjective.multiobjective_priority import NonDominatedPriority
 from syne_tune.optimizer.schedulers.multiobjective.non_dominated_priority import nondominated_sort
 
-from wrn_search.space import SearchSpace
-from wrn_search.spec import WRNSpec
-from wrn_search.table import FAILED_OUTCOMES
+from wrn_search.network.spec import WRNSpec
+from wrn_search.records import FAILED_OUTCOMES
+from wrn_search.spaces.space import SearchSpace
 
 
 class RankPriority(NonDominatedPriority):

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wrn_search.space import SearchSpace
-from wrn_search.table import FORMAT, hyperparameter_columns, write_table
+from wrn_search.simulation.table import FORMAT, hyperparameter_columns, write_table
+from wrn_search.spaces.space import SearchSpace
 
 
 def synthetic_rows(space: SearchSpace, seeds: int) -> pd.DataFrame:

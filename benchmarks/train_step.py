@@ -1,6 +1,6 @@
 """Train step: WRN-16-4 on CIFAR-shaped batches, our Trainer vs the plain fp32 NCHW PyTorch loop.
 
-Ours is ``wrn_search.train.Trainer`` with its device defaults (bf16 autocast where
+Ours is ``wrn_search.training.engine.Trainer`` with its device defaults (bf16 autocast where
 the hardware has it, channels_last, the device-resident loader). The baseline is
 the loop from the PyTorch tutorials on the same network module in fp32 NCHW,
 fed by the torchvision DataLoader of the loader benchmark, SGD with Nesterov.
@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wrn_search.data import Dataset, load_dataset
-from wrn_search.model import build_model
-from wrn_search.spec import WRNSpec
-from wrn_search.train import Trainer, TrainConfig
+from wrn_search.network.model import build_model
+from wrn_search.network.spec import WRNSpec
+from wrn_search.training.data import Dataset, load_dataset
+from wrn_search.training.engine import TrainConfig, Trainer
 
 from .cifar_files import cifar10_files, make_images
 from .common import Row, benchmark_device, describe_device, log, median_time, pin_threads, speedup
@@ -123,7 +123,8 @@ def run(quick: bool = False, threads: int | None = None) -> Row:
         "baseline_fraction_of_fp32_matmul": base_rate * train_flops / peaks["fp32"],
         "ours_epoch_losses": our_losses, "baseline_epoch_losses": base_losses,
     }
-    checks = {"ours_loss_falls": our_losses[-1] < our_losses[0], "baseline_loss_falls": base_losses[-1] < base_losses[0]}
+    checks = {"ours_loss_falls": our_losses[-1] < our_losses[0],
+              "baseline_loss_falls": base_losses[-1] < base_losses[0]}
     workload = (f"{spec.name} ({spec.num_params():,} params, {spec.macs() / 1e6:.0f}M MACs/image), batch {BATCH_SIZE}, "
                 f"32x32, epochs of {steps} step(s) on a CIFAR-format slice, median of {repeats} epochs after 1 "
                 f"warm-up; peak: {plan.matmul_size}^2 matmuls, {plan.matmul_iterations} per sync; "

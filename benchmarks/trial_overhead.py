@@ -1,6 +1,6 @@
 """Trial overhead: wall time of a search minus the training inside its trials, per trial.
 
-Ours is ``wrn_search.search.run_search`` (dataset shipped once through Ray's
+Ours is ``wrn_search.search.orchestrate.run_search`` (dataset shipped once through Ray's
 object store, actors reused, our study searcher, scheduler and per-epoch
 checkpoints). The baseline is the same search written the naive way from the
 Ray Tune docs: a function trainable that loads the dataset itself, a fresh
@@ -24,11 +24,11 @@ from optuna.distributions import CategoricalDistribution
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from wrn_search.data import load_dataset
-from wrn_search.search import run_search
-from wrn_search.space import load_space
-from wrn_search.spec import WRNSpec
-from wrn_search.train import Trainer, TrainConfig
+from wrn_search.network.spec import WRNSpec
+from wrn_search.search.orchestrate import run_search
+from wrn_search.spaces.space import load_space
+from wrn_search.training.data import load_dataset
+from wrn_search.training.engine import TrainConfig, Trainer
 
 from .common import Row, describe_device, log, pin_threads, speedup, start_ray, stop_ray
 
@@ -84,7 +84,8 @@ def naive_trial(config: dict) -> None:
 
 def baseline(directory: Path) -> dict:
     """Wall seconds, summed epoch seconds and completed trials of the naive Tuner."""
-    searcher = OptunaSearch({"architecture": CategoricalDistribution(ARCHITECTURES), "lr": CategoricalDistribution(LRS)},
+    searcher = OptunaSearch({"architecture": CategoricalDistribution(ARCHITECTURES),
+                             "lr": CategoricalDistribution(LRS)},
                             metric=["val_error", "params"],
                             mode=["min", "min"], study_name=f"naive-{uuid.uuid4().hex}", seed=0)
     tuner = tune.Tuner(

@@ -31,13 +31,26 @@ from pathlib import Path
 
 import optuna
 
-from wrn_search.simulate import FinishedTrial, replay, simulate, table_seed
-from wrn_search.space import SearchSpace, load_space, parse_space
-from wrn_search.warmstart import WarmStart
+from wrn_search.search.warmstart import WarmStart
+from wrn_search.simulation.simulate import FinishedTrial, replay, simulate, table_seed
+from wrn_search.spaces.space import SearchSpace, load_space, parse_space
 
 from .common import Row, log
-from .sim_efficiency import (METHODS, PROCESSES, SAMPLES, SEEDS, TABLES, WORKERS, Run, _load, hypervolume_steps,
-                             quantile, simulate_run, spread, time_budget)
+from .sim_efficiency import (
+    METHODS,
+    PROCESSES,
+    SAMPLES,
+    SEEDS,
+    TABLES,
+    WORKERS,
+    Run,
+    _load,
+    hypervolume_steps,
+    quantile,
+    simulate_run,
+    spread,
+    time_budget,
+)
 
 #: The good guide must reach the target this many times sooner than a cold search (issue 27).
 TARGET_RATIO = 2.0
@@ -136,7 +149,8 @@ def table_row(table_name: str, per_seed: list[dict[str, Run]], quick: bool) -> R
     return Row(f"warm_start_{Path(table_name).name.split('.')[0]}", good, cold,
                "median simulated s to random's final front (warm from the lower-params half vs cold)", ratio,
                f"simulated: {table_name}",
-               f"{'QUICK MODE: ' if quick else ''}{seeds} seeds, {WORKERS} workers, each run cut at sim_efficiency's T; "
+               f"{'QUICK MODE: ' if quick else ''}{seeds} seeds, {WORKERS} workers, "
+               "each run cut at sim_efficiency's T; "
                "the source run's own cost (a sub-space search for T) is not counted", checks,
                {"table": table_name, "guides": {"good": "nets with at most the median params",
                                                 "bad": "the largest quarter of the nets only"}, **found,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import ray
 import torch
-
 from search_helpers import start_local_ray
-from wrn_search.data import Dataset, load_dataset
+
+from wrn_search.training.data import Dataset, load_dataset
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

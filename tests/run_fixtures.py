@@ -18,9 +18,9 @@ from pathlib import Path
 
 import optuna
 
-from wrn_search.data import dataset_info
-from wrn_search.rundir import open_storage
-from wrn_search.spec import WRNSpec
+from wrn_search.network.spec import WRNSpec
+from wrn_search.runs.storage import open_storage
+from wrn_search.training.data import dataset_info
 
 
 @dataclass(frozen=True)

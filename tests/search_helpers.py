@@ -11,8 +11,9 @@ import optuna
 import ray
 import yaml
 
-from wrn_search.cluster import LOOPBACK, loopback_kept
-from wrn_search.rundir import RunManifest, open_storage
+from wrn_search.runs.layout import RunManifest
+from wrn_search.runs.storage import open_storage
+from wrn_search.search.cluster import LOOPBACK, loopback_kept
 
 #: A simulated cluster node of ``ray.cluster_utils.Cluster`` on loopback only (Ray's default is every interface).
 LOOPBACK_NODE = {"node_ip_address": LOOPBACK, "include_dashboard": False}

@@ -68,9 +68,10 @@ def test_matmul_peak_counts_every_iteration(monkeypatch):
 
 def test_the_ray_benchmarks_read_a_real_search(local_ray, tmp_path, monkeypatch):
     """search_efficiency and trial_overhead drive run_search itself: a tiny real search through each."""
-    from benchmarks import search_efficiency, trial_overhead
     from search_helpers import write_space
-    from wrn_search.space import load_space
+
+    from benchmarks import search_efficiency, trial_overhead
+    from wrn_search.spaces.space import load_space
 
     space = load_space(write_space(tmp_path, search={"samples": 2, "max_concurrent": 1}))
     trials, cutoff = search_efficiency.search(space, tmp_path / "efficiency", "tiny", epoch_budget=4)
@@ -87,7 +88,7 @@ def test_a_ray_benchmark_space_has_a_configuration_for_each_trial(tmp_path, name
 
     import yaml
 
-    from wrn_search.space import load_space
+    from wrn_search.spaces.space import load_space
 
     module = importlib.import_module(f"benchmarks.{name}")
     trials = module.TRIALS if name == "trial_overhead" else max(module.TRIALS.values())

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from wrn_search.cli import main
-from wrn_search.space import load_space
+from wrn_search.spaces.space import load_space
 
 
 def test_text_summary(capsys):

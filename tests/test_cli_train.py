@@ -102,15 +102,16 @@ def test_a_net_too_big_for_the_memory_is_one_line_and_exit_1(tmp_path):
 @pytest.mark.parametrize("where", ["load_checkpoint", "evaluate"])
 def test_out_of_memory_when_resuming_or_testing_is_one_line(tmp_path, monkeypatch, capsys, where):
     """A checkpoint restored, or the test set evaluated, on a device without room: an outcome, exit 1."""
-    import wrn_search.train
+    import wrn_search.training.device
+    import wrn_search.training.engine
 
     out = tmp_path / "run"
     assert main(["train", "WRN-10-1", "--epochs", "1", "--out", str(out), "--device", "cpu"]) == 0
 
     def no_room(self, *args, **kwargs):
-        raise wrn_search.train.OutOfMemory("out of memory for WRN-10-1-B(3,3): no room")
+        raise wrn_search.training.device.OutOfMemory("out of memory for WRN-10-1-B(3,3): no room")
 
-    monkeypatch.setattr(wrn_search.train.Trainer, where, no_room)
+    monkeypatch.setattr(wrn_search.training.engine.Trainer, where, no_room)
     capsys.readouterr()
     argv = ["train", "WRN-10-1", "--epochs", "1", "--out", str(out), "--device", "cpu", "--resume", "--test"]
     assert main(argv) == 1

@@ -10,13 +10,13 @@ import psutil
 import pytest
 import ray
 from ray.cluster_utils import Cluster
-
 from search_helpers import LOOPBACK_NODE, write_space
 from test_search import check_run_is_consistent
-from wrn_search.cluster import ray_session
-from wrn_search.rundir import read_jsonl
-from wrn_search.search import run_search
-from wrn_search.space import load_space
+
+from wrn_search.runs.files import read_jsonl
+from wrn_search.search.cluster import ray_session
+from wrn_search.search.orchestrate import run_search
+from wrn_search.spaces.space import load_space
 
 #: Every test here starts Ray nodes (the fast loop, ``pytest -m "not slow"``, leaves them out).
 pytestmark = pytest.mark.slow

@@ -26,8 +26,8 @@ from run_fixtures import FakeTrial, add_trials, make_run
 from wrn_search.cli import main
 from wrn_search.dashboards.figures import PARETO_UID
 from wrn_search.dashboards.live import DashboardServer, host_allowed, optuna_server, served_host_names, server_url
-from wrn_search.results import open_run_storage
-from wrn_search.rundir import RunManifest
+from wrn_search.runs.layout import RunManifest
+from wrn_search.runs.storage import open_run_storage
 
 
 @pytest.fixture

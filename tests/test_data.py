@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from torchvision import datasets
 
-from wrn_search.data import Split, dataset_info, load_dataset
+from wrn_search.training.data import Split, dataset_info, load_dataset
 
 
 def rows(*splits: Split) -> list[bytes]:
@@ -24,7 +24,7 @@ def check_split(split: Split, shape: tuple[int, int, int]) -> None:
 def test_digits_read_from_the_bundled_file_equal_scikit_learns_loader(monkeypatch):
     from sklearn.datasets import load_digits
 
-    from wrn_search import data
+    from wrn_search.training import data
 
     reference = load_digits()
     pixels, labels = data._read_digits()

@@ -9,13 +9,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import decision_latency, gpu_packing, run  # noqa: E402
 from search_helpers import write_space  # noqa: E402
 from table_fixtures import write_synthetic_table  # noqa: E402
 from test_simulate import SIM_SECTIONS  # noqa: E402
-from wrn_search.recipe import START_EPOCH  # noqa: E402
-from wrn_search.space import load_space  # noqa: E402
-from wrn_search.table import load_table  # noqa: E402
+
+from benchmarks import decision_latency, gpu_packing, run  # noqa: E402
+from wrn_search.simulation.table import load_table  # noqa: E402
+from wrn_search.spaces.space import load_space  # noqa: E402
+from wrn_search.training.recipe import START_EPOCH  # noqa: E402
 
 TRIALS = 200
 

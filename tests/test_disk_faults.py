@@ -17,7 +17,7 @@ import pytest
 from search_helpers import run_cli, study_of, wait_for, write_space
 from test_resume import kill_group, reached
 
-from wrn_search.rundir import read_jsonl
+from wrn_search.runs.files import read_jsonl
 
 pytestmark = pytest.mark.slow
 

@@ -7,12 +7,15 @@ import collections
 import optuna
 import pytest
 from optuna.trial import TrialState
-
 from search_helpers import LEARNING_RATES, run_cli, study_of, write_document, write_space
-from wrn_search.recipe import CONTINUES, START_EPOCH
-from wrn_search.rundir import EPOCH_LOG, read_jsonl
-from wrn_search.samplers import DistinctSampler, make_sampler
-from wrn_search.space import config_key, load_space
+
+from wrn_search.runs.files import read_jsonl
+from wrn_search.runs.layout import EPOCH_LOG
+from wrn_search.search.samplers import DistinctSampler, make_sampler
+from wrn_search.spaces.schema import config_key
+from wrn_search.spaces.space import load_space
+from wrn_search.training.recipe import CONTINUES, START_EPOCH
+
 
 def keys(study: optuna.Study, space) -> list[tuple]:
     return [config_key({"name": t.user_attrs["name"], **t.params}, tuple(space.hyperparameters)) for t in study.trials]

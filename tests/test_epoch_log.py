@@ -8,11 +8,13 @@ from types import SimpleNamespace
 
 import torch
 
-from wrn_search.checkpoints import dirname, write_epoch
-from wrn_search.recipe import START_EPOCH
-from wrn_search.rundir import EPOCH_SCHEMA, RunManifest, read_jsonl
-from wrn_search.search import EpochLogger
-from wrn_search.train import CHECKPOINT_FILE
+from wrn_search.runs.checkpoints import dirname, write_epoch
+from wrn_search.runs.files import read_jsonl
+from wrn_search.runs.layout import RunManifest
+from wrn_search.runs.logs import EPOCH_SCHEMA
+from wrn_search.search.epoch_logger import EpochLogger
+from wrn_search.training.checkpoint_format import CHECKPOINT_FILE
+from wrn_search.training.recipe import START_EPOCH
 
 
 def result(epoch: int, seconds: float = 0.5, val_error: float = 0.25) -> dict:

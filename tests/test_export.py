@@ -15,12 +15,13 @@ import torch
 from run_fixtures import STANDARD_TRIALS, make_run
 
 from wrn_search.cli import main
-from wrn_search.data import load_dataset
-from wrn_search.checkpoints import write_epoch
-from wrn_search.export import example_input, trial_checkpoint_model
-from wrn_search.model import build_model
-from wrn_search.spec import WRNSpec
-from wrn_search.train import CHECKPOINT_FILE, TrainConfig, Trainer
+from wrn_search.network.model import build_model
+from wrn_search.network.spec import WRNSpec
+from wrn_search.runs.checkpoints import write_epoch
+from wrn_search.runs.export import example_input, trial_checkpoint_model
+from wrn_search.training.checkpoint_format import CHECKPOINT_FILE
+from wrn_search.training.data import load_dataset
+from wrn_search.training.engine import TrainConfig, Trainer
 
 SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
 CONFIG = TrainConfig(epochs=1, batch_size=64, device="cpu")
@@ -178,9 +179,9 @@ def test_retrain_reports_test_error(run, tmp_path, capsys):
 
 def test_model_card_names_the_searched_hyperparameters(run):
     """Two trials of one net differ by their searched hyperparameters: the card says which it is."""
-    from wrn_search.export import Model, card_markdown, model_card
-    from wrn_search.results import load_run
-    from wrn_search.rundir import RunManifest
+    from wrn_search.runs.export import Model, card_markdown, model_card
+    from wrn_search.runs.layout import RunManifest
+    from wrn_search.runs.results import load_run
 
     row = load_run(run).iloc[0].copy()
     row["lr"], row["batch_size"] = 0.05, 64
@@ -196,7 +197,7 @@ def test_model_card_names_the_searched_hyperparameters(run):
 def test_retrain_takes_the_best_device_and_leaves_ray_alone(run, tmp_path, monkeypatch):
     """export --retrain has the machine to itself: device "auto" (a GPU where there is one); it loads the
     dataset and builds its recipe without importing the Ray side."""
-    import wrn_search.train
+    import wrn_search.training.engine
 
     seen = {}
 
@@ -204,12 +205,12 @@ def test_retrain_takes_the_best_device_and_leaves_ray_alone(run, tmp_path, monke
         seen["device"] = config.device
         raise ValueError("recorded")
 
-    monkeypatch.setattr(wrn_search.train.Trainer, "__init__", record)
-    for module in ("wrn_search.search", "wrn_search.trainable"):  # the Ray side
+    monkeypatch.setattr(wrn_search.training.engine.Trainer, "__init__", record)
+    for module in ("wrn_search.search.orchestrate", "wrn_search.search.trainable"):  # the Ray side
         monkeypatch.delitem(sys.modules, module, raising=False)
     assert main(["export", str(run), "--trial", "0", "--out", str(tmp_path), "--retrain", "1"]) == 2
     assert seen == {"device": "auto"}
-    assert "wrn_search.search" not in sys.modules and "wrn_search.trainable" not in sys.modules
+    assert "wrn_search.search.orchestrate" not in sys.modules and "wrn_search.search.trainable" not in sys.modules
 
 
 def test_export_is_part_of_the_package_api(run, tmp_path):

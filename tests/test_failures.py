@@ -12,9 +12,9 @@ import pytest
 from run_fixtures import make_run
 from search_helpers import run_cli, write_space
 
-from wrn_search.failures import unwritable_error
-from wrn_search.rundir import read_jsonl
-from wrn_search.snapshot import has_snapshot
+from wrn_search.runs.files import read_jsonl
+from wrn_search.search.failures import unwritable_error
+from wrn_search.search.snapshot import has_snapshot
 
 
 def test_a_read_only_sqlite_study_is_unwritable_through_optuna(tmp_path):

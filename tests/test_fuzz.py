@@ -8,13 +8,14 @@ import string
 from pathlib import Path
 
 import pytest
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wrn_search.rundir import EPOCH_SCHEMA, SCHEDULER_SCHEMA, TRIAL_SCHEMA, EpochLog, RunManifest, read_jsonl
-from wrn_search.schedulers import SuccessiveHalving
-from wrn_search.space import load_space
+from wrn_search.runs.files import read_jsonl
+from wrn_search.runs.layout import RunManifest
+from wrn_search.runs.logs import EPOCH_SCHEMA, SCHEDULER_SCHEMA, TRIAL_SCHEMA, EpochLog
+from wrn_search.search.schedulers import SuccessiveHalving
+from wrn_search.spaces.space import load_space
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -98,7 +99,7 @@ def run_dir(tmp_path_factory) -> Path:
 @given(st.lists(lines, max_size=6), st.lists(lines, max_size=6))
 def test_a_run_with_any_log_lines_reads(run_dir, epoch_lines, trial_lines):
     """What status, pareto and report read: the study, with whatever the logs hold appended."""
-    from wrn_search.results import RunResults
+    from wrn_search.runs.results import RunResults
 
     for name, extra in (("epochs.jsonl", epoch_lines), ("trials.jsonl", trial_lines)):
         path = run_dir / name

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wrn_search.loader import CROP_PADDING, DeviceLoader
+from wrn_search.training.loader import CROP_PADDING, DeviceLoader
 
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
 

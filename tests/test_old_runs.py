@@ -9,11 +9,11 @@ import threading
 from search_helpers import run_cli, study_of, write_space
 from test_dashboard import ask
 
-from wrn_search import search
 from wrn_search.dashboards.live import DashboardServer, optuna_server
-from wrn_search.results import open_run_storage
-from wrn_search.rundir import STUDY_FILE, STUDY_JOURNAL, RunManifest
-from wrn_search.space import load_space
+from wrn_search.runs.layout import STUDY_FILE, STUDY_JOURNAL, RunManifest
+from wrn_search.runs.storage import open_run_storage
+from wrn_search.search import orchestrate as search
+from wrn_search.spaces.space import load_space
 
 
 def old_style_run(tmp_path, monkeypatch):

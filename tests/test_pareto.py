@@ -13,7 +13,7 @@ from run_fixtures import FakeTrial, load_study, make_run
 
 from wrn_search.cli import main
 from wrn_search.pareto import hypervolume, hypervolume_history, non_dominated, pareto_front, reference_point
-from wrn_search.results import load_run
+from wrn_search.runs.results import load_run
 
 NAMES = ["WRN-10-1", "WRN-16-1", "WRN-10-2", "WRN-16-2", "WRN-13-1-B(3,1,3)"]
 

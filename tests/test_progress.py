@@ -15,9 +15,9 @@ from run_fixtures import STANDARD_TRIALS, make_run
 from search_helpers import run_cli, study_of, write_space
 
 from wrn_search.pareto import hypervolume, pareto_front, reference_point
-from wrn_search.results import load_run
-from wrn_search.rundir import RunManifest
-from wrn_search.progress import ProgressLine, duration
+from wrn_search.runs.layout import RunManifest
+from wrn_search.runs.results import load_run
+from wrn_search.search.progress import ProgressLine, duration
 
 LINE = re.compile(r"wrn-search: (\d+)/(\d+) finished, (\d+) running, (\d+) stopped early(?:, (\d+) failed)?; "
                   r"front (\d+), hypervolume (\d\.\d{4}); ETA (\S+), (\S+) elapsed")

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from search_helpers import study_of, wait_for, write_space
-from wrn_search.rundir import read_jsonl
+
+from wrn_search.runs.files import read_jsonl
 
 #: Every test here starts Ray nodes (the fast loop, ``pytest -m "not slow"``, leaves them out).
 pytestmark = pytest.mark.slow
@@ -243,7 +243,7 @@ def cli(tmp_path: Path, env: dict[str, str], *args: str, patch: str = "") -> tup
 def test_a_token_file_is_enough_to_join(tmp_path, token_head):
     """Ray sends no token to an address it is given; wrn-search sends this machine's (the README's first run)."""
     address, home, ray_tmp = token_head
-    code = ("import ray\nfrom wrn_search.cluster import ray_session\n"
+    code = ("import ray\nfrom wrn_search.search.cluster import ray_session\n"
             f"with ray_session({address!r}):\n    print(ray.cluster_resources()['CPU'])")
     result = subprocess.run([sys.executable, "-c", code], env=user_env(home, ray_tmp), cwd=tmp_path,
                             capture_output=True, text=True, timeout=300)

@@ -7,17 +7,17 @@ from dataclasses import fields
 
 import pytest
 import torch
-
 from search_helpers import write_space
+
 from wrn_search.cli import build_parser, main
 from wrn_search.cli.train import recipe_from
-from wrn_search.data import load_dataset
-from wrn_search.model import build_model
-from wrn_search.recipe import TrainConfig
-from wrn_search.space import load_space, parse_space
-from wrn_search.spec import WRNSpec
-from wrn_search.train import Trainer, lr_factor
-from wrn_search.trainable import trial_train_config
+from wrn_search.network.model import build_model
+from wrn_search.network.spec import WRNSpec
+from wrn_search.search.trainable import trial_train_config
+from wrn_search.spaces.space import load_space, parse_space
+from wrn_search.training.data import load_dataset
+from wrn_search.training.engine import Trainer, lr_factor
+from wrn_search.training.recipe import TrainConfig
 
 #: A value other than the default for every field, as YAML/Python values and as the command line writes it.
 CHANGED = {
@@ -47,7 +47,7 @@ def test_every_field_round_trips_from_the_command_line():
 
 
 def test_wrn_search_train_hands_every_field_to_the_trainer(tmp_path, monkeypatch):
-    import wrn_search.train
+    import wrn_search.training.engine
 
     seen = {}
 
@@ -55,7 +55,7 @@ def test_wrn_search_train_hands_every_field_to_the_trainer(tmp_path, monkeypatch
         seen["config"] = config
         raise ValueError("recorded")
 
-    monkeypatch.setattr(wrn_search.train.Trainer, "__init__", record)
+    monkeypatch.setattr(wrn_search.training.engine.Trainer, "__init__", record)
     argv = ["train", "WRN-10-1", "--out", str(tmp_path / "out")]
     for name, (_, text) in CHANGED.items():
         flag = FLAGS.get(name, "--" + name.replace("_", "-"))

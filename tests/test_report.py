@@ -9,7 +9,6 @@ import json
 import re
 
 import numpy as np
-
 import pandas as pd
 import pytest
 from browser import count_trace_points, render, requires_chromium
@@ -24,7 +23,7 @@ from wrn_search.dashboards.figures import PARETO_UID, HistoryLine, front_table, 
 from wrn_search.dashboards.paper import paper_points
 from wrn_search.dashboards.views import build_views
 from wrn_search.pareto import hypervolume_history, pareto_front
-from wrn_search.results import RunResults, load_run
+from wrn_search.runs.results import RunResults, load_run
 
 
 @pytest.fixture(scope="module")

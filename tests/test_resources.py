@@ -10,13 +10,22 @@ import pytest
 import torch
 from ray import tune
 
-from wrn_search import resources, trainable
-from wrn_search.data import Dataset, Split, dataset_info
-from wrn_search.resources import (CUDA_CONTEXT_BYTES, DEFAULT_GPU, MARGIN_BYTES, AutoGPUResources, GPUInfo,
-                                  local_gpu, memory_fraction, trial_resources)
-from wrn_search.space import parse_space
-from wrn_search.spec import WRNSpec
-from wrn_search.train import CHECKPOINT_FILE, Trainer, TrainConfig
+from wrn_search.network.spec import WRNSpec
+from wrn_search.search import resources, trainable
+from wrn_search.search.resources import (
+    CUDA_CONTEXT_BYTES,
+    DEFAULT_GPU,
+    MARGIN_BYTES,
+    AutoGPUResources,
+    GPUInfo,
+    local_gpu,
+    memory_fraction,
+    trial_resources,
+)
+from wrn_search.spaces.space import parse_space
+from wrn_search.training.checkpoint_format import CHECKPOINT_FILE
+from wrn_search.training.data import Dataset, Split, dataset_info
+from wrn_search.training.engine import TrainConfig, Trainer
 
 
 def trial_config(name: str) -> dict:

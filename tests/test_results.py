@@ -15,19 +15,27 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from ray.tune.search import SearchGenerator, Searcher
+from ray.tune.search import Searcher, SearchGenerator
 from run_fixtures import STANDARD_TRIALS, FakeTrial, add_trials, load_study, make_run
 from search_helpers import run_cli, study_of, write_space
 from table_fixtures import write_synthetic_table
 
 import wrn_search
 from wrn_search.cli import main
-from wrn_search.results import (COLUMNS, RunResults, hyperparameter_columns, hyperparameters, load_curves, load_run,
-                                study_storage, write_results)
-from wrn_search.rundir import RunManifest
-from wrn_search.simulate import simulate
-from wrn_search.space import load_space
-from wrn_search.table import load_table
+from wrn_search.runs.layout import RunManifest
+from wrn_search.runs.results import (
+    COLUMNS,
+    RunResults,
+    hyperparameter_columns,
+    hyperparameters,
+    load_curves,
+    load_run,
+    write_results,
+)
+from wrn_search.runs.storage import study_storage
+from wrn_search.simulation.simulate import simulate
+from wrn_search.simulation.table import load_table
+from wrn_search.spaces.space import load_space
 
 
 @pytest.fixture
@@ -109,7 +117,7 @@ def test_empty_run_and_missing_run(tmp_path):
 
 
 class FinishedTuner:
-    """A ``tune.Tuner`` whose experiment has already run, for the end of :func:`wrn_search.search.fit`."""
+    """A ``tune.Tuner`` whose experiment has already run, for the end of :func:`wrn_search.search.orchestrate.fit`."""
 
     def __init__(self):
         config = SimpleNamespace(callbacks=None, verbose=0)
@@ -121,15 +129,16 @@ class FinishedTuner:
 
 
 def test_a_search_end_reads_the_run_once_for_its_files_report_and_printed_front(run_dir, monkeypatch, capsys):
-    from wrn_search import results as results_module
     from wrn_search.cli.run import show_result
-    from wrn_search.search import fit
+    from wrn_search.dashboards.report import write_report
+    from wrn_search.runs import results as results_module
+    from wrn_search.search.orchestrate import fit
 
     reads = []
     for name in ("open_study", "load_curves"):  # the study, and epochs.jsonl
         real = getattr(results_module, name)
         monkeypatch.setattr(results_module, name, lambda *args, real=real, name=name: reads.append(name) or real(*args))
-    results = fit(FinishedTuner(), run_dir, RunManifest.load(run_dir), [], 0)
+    results = fit(FinishedTuner(), run_dir, RunManifest.load(run_dir), [], 0, on_results=write_report)
     assert show_result(results) == 0 and show_result(results, as_json=True) == 0
     assert reads == ["load_curves", "open_study"]
     table, summary = capsys.readouterr().out.split("\n{", 1)
@@ -326,7 +335,7 @@ def full_disk(limit: int):
 
 @pytest.mark.parametrize("outputs, command", [
     (("results.csv", "pareto.csv"),
-     ["-c", "import sys; from wrn_search.results import RunResults, write_results; "
+     ["-c", "import sys; from wrn_search.runs.results import RunResults, write_results; "
            "write_results(RunResults.load(sys.argv[1]))", "RUN"]),
     (("report.html",), ["-m", "wrn_search", "report", "RUN", "-o", "RUN/report.html"]),
 ])

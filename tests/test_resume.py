@@ -15,12 +15,12 @@ import psutil
 import pytest
 import ray
 from ray.cluster_utils import Cluster
-
 from search_helpers import LOOPBACK_NODE, run_cli, start_local_ray, study_of, wait_for, write_space
-from wrn_search.rundir import read_jsonl
-from wrn_search.search import run_search
-from wrn_search.space import load_space
-from wrn_search.lock import LOCK_FILE, run_dir_lock
+
+from wrn_search.runs.files import read_jsonl
+from wrn_search.runs.lock import LOCK_FILE, run_dir_lock
+from wrn_search.search.orchestrate import run_search
+from wrn_search.spaces.space import load_space
 
 #: Every test here starts Ray or a search (the fast loop, ``pytest -m "not slow"``, leaves them out).
 pytestmark = pytest.mark.slow

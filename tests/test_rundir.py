@@ -9,7 +9,10 @@ import optuna
 import pytest
 from run_fixtures import make_run
 
-from wrn_search.rundir import EPOCH_SCHEMA, RunManifest, StudyRefused, append_jsonl, open_storage, read_jsonl
+from wrn_search.runs.files import append_jsonl, read_jsonl
+from wrn_search.runs.layout import RunDamaged, RunManifest
+from wrn_search.runs.logs import EPOCH_SCHEMA
+from wrn_search.runs.storage import open_storage
 
 
 def test_a_line_torn_by_a_kill_does_not_swallow_the_next_record(tmp_path):
@@ -115,7 +118,7 @@ def test_a_torn_or_non_utf8_line_is_skipped_silently(tmp_path, caplog, torn):
 def test_a_reader_refuses_a_study_file_without_a_study_and_leaves_it_as_it_was(tmp_path, content):
     path = tmp_path / "study.db"
     path.write_bytes(content)
-    with pytest.raises(StudyRefused, match=f"^study-storage: {path} (holds no Optuna study|is not a readable SQLite)"):
+    with pytest.raises(RunDamaged, match=f"^study-storage: {path} (holds no Optuna study|is not a readable SQLite)"):
         open_storage(f"sqlite:///{path}", read_only=True)
     assert path.read_bytes() == content
 
@@ -123,7 +126,7 @@ def test_a_reader_refuses_a_study_file_without_a_study_and_leaves_it_as_it_was(t
 def test_a_reader_creates_no_missing_study_file(tmp_path):
     for url, path in ((f"sqlite:///{tmp_path / 'study.db'}", tmp_path / "study.db"),
                       (str(tmp_path / "study.log"), tmp_path / "study.log")):
-        with pytest.raises(StudyRefused, match="does not exist"):
+        with pytest.raises(RunDamaged, match="does not exist"):
             open_storage(url, read_only=True)
         assert not path.exists()
 
@@ -157,7 +160,7 @@ def test_a_transaction_cut_by_a_kill_is_not_rolled_back_by_a_reader(tmp_path):
     journal = run / "study.db-journal"
     assert journal.stat().st_size > 0
     before = (run / "study.db").read_bytes(), journal.read_bytes()
-    with pytest.raises(StudyRefused, match="holds a transaction cut by a kill, which only a writer rolls back"):
+    with pytest.raises(RunDamaged, match="holds a transaction cut by a kill, which only a writer rolls back"):
         open_storage(f"sqlite:///{run / 'study.db'}", read_only=True)
     assert ((run / "study.db").read_bytes(), journal.read_bytes()) == before
 
@@ -199,7 +202,7 @@ def test_a_study_db_with_damaged_pages_is_refused_in_one_line(tmp_path, read_onl
     """status ended in a traceback and resume ran on for minutes printing them."""
     path = tmp_path / "study.db"
     damaged_study(path)
-    with pytest.raises(StudyRefused) as refused:
+    with pytest.raises(RunDamaged) as refused:
         open_storage(f"sqlite:///{path}", read_only=read_only)
     assert str(refused.value).startswith(f"study-storage: {path} is damaged (")
     assert str(refused.value).endswith(f"); restore it from a backup, or save what SQLite can still read with "

@@ -7,7 +7,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from wrn_search.samplers import RUNG_VALUES, RungTPESampler, rung_order
+from wrn_search.search.samplers import RUNG_VALUES, RungTPESampler, rung_order
 
 X = FloatDistribution(0.0, 1.0)
 
@@ -58,9 +58,9 @@ def test_stopped_trials_steer_the_rung_aware_tpe_but_not_optunas():
 
 
 def test_start_up_trials_are_spread_over_the_params_axis(tmp_path):
-    from wrn_search.budget import TrialBudget
-    from wrn_search.searcher import StudySearcher
-    from wrn_search.space import load_space
+    from wrn_search.search.searcher import StudySearcher
+    from wrn_search.spaces.budget import TrialBudget
+    from wrn_search.spaces.space import load_space
 
     space = load_space("digits-wrn")
     specs = sorted(space.architectures(), key=lambda spec: space.cost(spec)[0])

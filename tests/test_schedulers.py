@@ -7,9 +7,8 @@ import pytest
 from ray.tune.schedulers import TrialScheduler
 
 from wrn_search.pareto import crowding_distances, non_dominated, non_dominated_ranks, promotion_order
-from wrn_search.rundir import read_jsonl
-
-from wrn_search.schedulers import SuccessiveHalving, promotes, rung_milestones
+from wrn_search.runs.files import read_jsonl
+from wrn_search.search.schedulers import SuccessiveHalving, promotes, rung_milestones
 
 
 def test_fast_ranks_equal_peeled_fronts():

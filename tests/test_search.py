@@ -5,13 +5,13 @@ from __future__ import annotations
 import optuna
 import pandas as pd
 import pytest
-
 from search_helpers import run_cli, study_of, write_space
-from wrn_search.recipe import START_EPOCH
-from wrn_search.run_status import status as summarize
-from wrn_search.rundir import read_jsonl
-from wrn_search.search import resume_search, run_search
-from wrn_search.space import load_space
+
+from wrn_search.runs.files import read_jsonl
+from wrn_search.runs.status import status as summarize
+from wrn_search.search.orchestrate import resume_search, run_search
+from wrn_search.spaces.space import load_space
+from wrn_search.training.recipe import START_EPOCH
 
 #: Every test here starts Ray or a search (the fast loop, ``pytest -m "not slow"``, leaves them out).
 pytestmark = pytest.mark.slow

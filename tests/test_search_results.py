@@ -12,16 +12,16 @@ from wrn_search.dashboards.figures import PARETO_UID
 from wrn_search.dashboards.report import write_report
 from wrn_search.dashboards.views import build_views
 from wrn_search.pareto import pareto_front
-from wrn_search.results import RunResults, load_curves, load_run, write_results
-from wrn_search.rundir import RunManifest
+from wrn_search.runs.layout import RunManifest
+from wrn_search.runs.results import RunResults, load_curves, load_run, write_results
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from wrn_search.search import run_search
-    from wrn_search.space import load_space
+    from wrn_search.search.orchestrate import run_search
+    from wrn_search.spaces.space import load_space
 
     space = load_space("quickstart").with_overrides(samples=5)
     return run_search(space, name="real", storage_path=str(tmp_path_factory.mktemp("search")), verbose=0).run_dir

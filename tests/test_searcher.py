@@ -8,15 +8,16 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
-
 from search_helpers import write_space
-from wrn_search.budget import TrialBudget
-from wrn_search.rundir import RunManifest, append_jsonl, read_jsonl
-from wrn_search.results import load_run
-from wrn_search.rundir import open_storage
-from wrn_search.samplers import AskTellGridSampler, DistinctSampler, RungTPESampler, make_sampler
-from wrn_search.searcher import StudySearcher, search_algorithm
-from wrn_search.space import load_space
+
+from wrn_search.runs.files import append_jsonl, read_jsonl
+from wrn_search.runs.layout import RunManifest
+from wrn_search.runs.results import load_run
+from wrn_search.runs.storage import open_storage
+from wrn_search.search.samplers import AskTellGridSampler, DistinctSampler, RungTPESampler, make_sampler
+from wrn_search.search.searcher import StudySearcher, search_algorithm
+from wrn_search.spaces.budget import TrialBudget
+from wrn_search.spaces.space import load_space
 
 EPOCHS = 3
 

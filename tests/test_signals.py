@@ -8,10 +8,10 @@ import signal
 import pandas as pd
 import psutil
 import pytest
-
 from search_helpers import run_cli, study_of, wait_for, write_space
 from test_resume import kill_group, start_cli
-from wrn_search.rundir import read_jsonl
+
+from wrn_search.runs.files import read_jsonl
 
 #: Every test here runs and kills searches.
 pytestmark = pytest.mark.slow

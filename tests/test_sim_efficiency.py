@@ -10,12 +10,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import sim_efficiency as bench  # noqa: E402
 from search_helpers import write_space  # noqa: E402
 from table_fixtures import write_synthetic_table  # noqa: E402
-from wrn_search.simulate import Simulation, table_seed  # noqa: E402
-from wrn_search.space import load_space  # noqa: E402
-from wrn_search.table import load_table  # noqa: E402
+
+from benchmarks import sim_efficiency as bench  # noqa: E402
+from wrn_search.simulation.simulate import Simulation, table_seed  # noqa: E402
+from wrn_search.simulation.table import load_table  # noqa: E402
+from wrn_search.spaces.space import load_space  # noqa: E402
 
 #: 18 configs (WRN-10, -13, -16 x 3 widths x 2 lr), 9 epochs: rungs at 1 and 3 (9 is the full budget).
 SECTIONS = {

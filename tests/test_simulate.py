@@ -8,15 +8,15 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-
 from search_helpers import run_cli, study_of, write_space
 from table_fixtures import write_synthetic_table
-from wrn_search.results import load_curves, load_run
-from wrn_search.rundir import read_jsonl
-from wrn_search.schedulers import rung_milestones
-from wrn_search.simulate import simulate, table_seed
-from wrn_search.space import load_space
-from wrn_search.table import load_table
+
+from wrn_search.runs.files import read_jsonl
+from wrn_search.runs.results import load_curves, load_run
+from wrn_search.search.schedulers import rung_milestones
+from wrn_search.simulation.simulate import simulate, table_seed
+from wrn_search.simulation.table import load_table
+from wrn_search.spaces.space import load_space
 
 SIM_SECTIONS = {
     "dimensions": {"widen_factor": [0.25, 0.5, 1], "block_types": ["B(3,3)", "B(3,1,3)"],

@@ -2,9 +2,9 @@
 
 import dataclasses
 import itertools
-import pickle
 import math
 import os
+import pickle
 import random
 import subprocess
 import sys
@@ -16,11 +16,12 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wrn_search.budget import Budget, CostModel, widen_factor_span
-from wrn_search.data import dataset_info
-from wrn_search.recipe import TrainConfig
-from wrn_search.space import load_space, parse_space, ready_spaces
-from wrn_search.spec import SPEC_COLUMNS, WRNSpec, parse_block_type
+from wrn_search.network.spec import SPEC_COLUMNS, WRNSpec, parse_block_type
+from wrn_search.spaces.budget import Budget, CostModel, widen_factor_span
+from wrn_search.spaces.parse import ready_spaces
+from wrn_search.spaces.space import load_space, parse_space
+from wrn_search.training.data import dataset_info
+from wrn_search.training.recipe import TrainConfig
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -342,8 +343,8 @@ def test_epoch_budget_defaults_to_unlimited_round_trips_and_overrides(tmp_path):
 
 
 def test_loading_a_space_checks_the_recipe_without_importing_torch():
-    """TrainConfig lives in wrn_search.recipe so that ``wrn-search space`` starts fast and still checks it."""
-    code = ("import sys; from wrn_search.space import load_space; load_space('quickstart'); "
+    """TrainConfig lives in wrn_search.training.recipe so that ``wrn-search space`` starts fast and still checks it."""
+    code = ("import sys; from wrn_search.spaces.space import load_space; load_space('quickstart'); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -452,7 +453,7 @@ BAD_TRAINING = {
 
 
 def test_bad_training_values_cover_every_train_config_field():
-    from wrn_search.recipe import TrainConfig
+    from wrn_search.training.recipe import TrainConfig
 
     assert list(BAD_TRAINING) == [field.name for field in dataclasses.fields(TrainConfig)]
 
@@ -582,7 +583,7 @@ def test_a_space_that_is_not_a_regular_file_is_refused_at_once(tmp_path):
 
 def test_tpe_keeps_one_distribution_per_parameter_and_the_whole_width_range_after_start_up():
     """Audit finding: ranges that depended on block type and N confined grouped TPE to the first trial's range."""
-    from wrn_search.samplers import make_sampler
+    from wrn_search.search.samplers import make_sampler
 
     space = load_space("cifar10-mobile")
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=make_sampler(space, seed=0))

@@ -7,12 +7,12 @@ import shutil
 
 import pandas as pd
 import pytest
-
 from search_helpers import run_cli, write_space
 from table_fixtures import write_synthetic_table
-from wrn_search.rundir import append_jsonl
-from wrn_search.space import load_space
-from wrn_search.table import load_table
+
+from wrn_search.runs.files import append_jsonl
+from wrn_search.simulation.table import load_table
+from wrn_search.spaces.space import load_space
 
 #: Every test here starts Ray or a search (the fast loop, ``pytest -m "not slow"``, leaves them out).
 pytestmark = pytest.mark.slow

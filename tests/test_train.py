@@ -7,11 +7,12 @@ import re
 import pytest
 import torch
 
-from wrn_search.data import load_dataset
-from wrn_search.spec import WRNSpec
-from wrn_search import loader, recipe
-from wrn_search.train import (CheckpointError, OutOfMemory, Trainer, TrainConfig, free_device_memory,
-                              is_out_of_memory, lr_factor)
+from wrn_search.network.spec import WRNSpec
+from wrn_search.training import loader, recipe
+from wrn_search.training.checkpoint_format import CheckpointError
+from wrn_search.training.data import load_dataset
+from wrn_search.training.device import OutOfMemory, free_device_memory, is_out_of_memory
+from wrn_search.training.engine import TrainConfig, Trainer, lr_factor
 
 SPEC = WRNSpec.parse("WRN-10-1-d0.2")  # dropout on: the resume test covers the dropout RNG too
 METRIC_KEYS = {"epoch", "train_loss", "val_error", "val_loss", "lr", "images_per_s", "epoch_seconds", "params",
@@ -368,7 +369,7 @@ def test_a_net_whose_weights_exceed_the_memory_is_out_of_memory_before_allocatin
 
 
 def test_allocation_failure_while_building_is_out_of_memory(digits, monkeypatch):
-    monkeypatch.setattr("wrn_search.train.build_model", impossible_allocation)
+    monkeypatch.setattr("wrn_search.training.engine.build_model", impossible_allocation)
     message = rf"^out of memory building {re.escape(SPEC.name)} on cpu: .*DefaultCPUAllocator: can't allocate memory"
     with pytest.raises(OutOfMemory, match=message):
         Trainer(SPEC, digits, TrainConfig(device="cpu"))

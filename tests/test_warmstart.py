@@ -9,20 +9,22 @@ import optuna
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
-
 from search_helpers import LEARNING_RATES, run_cli, study_of, write_document, write_space
 from table_fixtures import write_synthetic_table
+
 from wrn_search.cli import main
-from wrn_search.recipe import CONTINUES, START_EPOCH
-from wrn_search.results import SOURCE_RUN, SOURCE_TRIAL, load_run
-from wrn_search.rundir import EPOCH_LOG, SCHEDULER_LOG, RunManifest, read_jsonl
-from wrn_search.run_status import status
-from wrn_search.samplers import RUNG_VALUES
-from wrn_search.schedulers import SuccessiveHalving
-from wrn_search.simulate import replay, simulate
-from wrn_search.space import config_key, load_space
-from wrn_search.table import load_table
-from wrn_search.warmstart import CONTINUES_EXPERIMENT, CONTINUES_TRIAL, WarmStart
+from wrn_search.runs.files import read_jsonl
+from wrn_search.runs.layout import EPOCH_LOG, SCHEDULER_LOG, RunManifest
+from wrn_search.runs.results import SOURCE_RUN, SOURCE_TRIAL, load_run
+from wrn_search.runs.status import status
+from wrn_search.search.samplers import RUNG_VALUES
+from wrn_search.search.schedulers import SuccessiveHalving
+from wrn_search.search.warmstart import CONTINUES_EXPERIMENT, CONTINUES_TRIAL, WarmStart
+from wrn_search.simulation.simulate import replay, simulate
+from wrn_search.simulation.table import load_table
+from wrn_search.spaces.schema import config_key
+from wrn_search.spaces.space import load_space
+from wrn_search.training.recipe import CONTINUES, START_EPOCH
 
 #: The full space of the simulated tests: 3 widths x 2 block types x 2 lrs; its table covers it.
 FULL = {

@@ -10,12 +10,13 @@ from types import SimpleNamespace
 
 import pytest
 from ray.tune.experiment import Trial
-from ray.tune.search import ConcurrencyLimiter, SearchGenerator, Searcher
-
+from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 from search_helpers import study_of, write_space
-from wrn_search.cluster import REUSE_TIMEOUT_ENV, REUSE_TIMEOUT_S, trial_environment
-from wrn_search.rundir import TRIAL_LOG, read_jsonl
-from wrn_search.watchdog import SearchWatchdog
+
+from wrn_search.runs.files import read_jsonl
+from wrn_search.runs.layout import TRIAL_LOG
+from wrn_search.search.cluster import REUSE_TIMEOUT_ENV, REUSE_TIMEOUT_S, trial_environment
+from wrn_search.search.watchdog import SearchWatchdog
 
 
 class Silent(Searcher):
@@ -51,7 +52,7 @@ def test_an_error_tune_did_not_report_frees_the_slot_and_reaches_the_searcher():
 
 def test_a_search_with_nothing_running_and_nothing_offered_stops(monkeypatch):
     clock = iter([0.0, 10.0, 301.0])
-    monkeypatch.setattr("wrn_search.watchdog.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("wrn_search.search.watchdog.time.monotonic", lambda: next(clock))
     generator = SearchGenerator(Silent())
     generator.set_state({**generator.get_state(), "total_samples": 10})  # 10 trials to ask, as Tune sets
     watchdog = SearchWatchdog(generator, stall_seconds=300)
@@ -64,7 +65,7 @@ def test_a_search_with_nothing_running_and_nothing_offered_stops(monkeypatch):
 
 
 def test_a_running_trial_is_not_a_stall(monkeypatch):
-    monkeypatch.setattr("wrn_search.watchdog.time.monotonic", lambda: 1e9)
+    monkeypatch.setattr("wrn_search.search.watchdog.time.monotonic", lambda: 1e9)
     watchdog = SearchWatchdog(SearchGenerator(Silent()), stall_seconds=0)
     watchdog.on_step_end(1, [trial("a", Trial.RUNNING)])
     watchdog.on_step_end(2, [trial("a", Trial.RUNNING)])

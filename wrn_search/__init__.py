@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import importlib
 
-from .spec import WRNSpec
+from wrn_search.network.spec import WRNSpec
 
 __version__ = "0.1.0"
 
 #: Name -> the module that defines it, imported on first use.
 _LAZY = {
-    "build_model": "model",
-    "WideResNet": "model",
-    "status": "run_status",
+    "build_model": "network.model",
+    "WideResNet": "network.model",
+    "status": "runs.status",
     "report": "dashboards.report",
-    "export_trials": "export",
+    "export_trials": "runs.export",
 }
 
 __all__ = ["WRNSpec", *_LAZY]

@@ -14,6 +14,8 @@ import reprlib
 from collections.abc import Collection
 from typing import Any
 
+from wrn_search.errors import BadInput
+
 
 def is_int(value: Any) -> bool:
     """An ``int`` that is not a ``bool``."""
@@ -33,7 +35,7 @@ def shown(value: Any) -> str:
 def require_int(value: Any, where: str, minimum: int, maximum: int | None = None) -> int:
     if not is_int(value) or value < minimum or (maximum is not None and value > maximum):
         allowed = f">= {minimum}" if maximum is None else f"from {minimum:,} to {maximum:,}"
-        raise ValueError(f"{where}: must be an integer {allowed}, got {shown(value)}")
+        raise BadInput(f"{where}: must be an integer {allowed}, got {shown(value)}")
     return value
 
 
@@ -42,19 +44,19 @@ def require_number(value: Any, where: str, low: float = -math.inf, high: float =
     """A finite number from ``low`` to ``high``, both ends included unless ``open_low`` / ``open_high``."""
     finite = is_int(value) or (is_number(value) and math.isfinite(value))  # isfinite(10**400) overflows
     if not (finite and (low < value if open_low else low <= value) and (value < high if open_high else value <= high)):
-        raise ValueError(f"{where}: must be a number{_interval(low, high, open_low, open_high)}, got {shown(value)}")
+        raise BadInput(f"{where}: must be a number{_interval(low, high, open_low, open_high)}, got {shown(value)}")
     return value
 
 
 def require_choice(value: Any, where: str, allowed: Collection[str]) -> str:
     if value not in allowed:
-        raise ValueError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
+        raise BadInput(f"{where}: {value!r} is not one of {', '.join(allowed)}")
     return value
 
 
 def require_bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"{where}: must be true or false, got {value!r}")
+        raise BadInput(f"{where}: must be true or false, got {value!r}")
     return value
 
 

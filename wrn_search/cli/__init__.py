@@ -2,8 +2,10 @@
 
 Each command module defines ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``
 and keeps its heavy imports (torch, ray) inside ``run`` so ``--help`` stays fast.
-Bad input raises :class:`ValueError` (or an :class:`OSError` such as a missing or
-unwritable path); ``main`` turns it into one line on stderr and exit code 2. A search stopped by
+``main`` maps errors to exit codes, here and nowhere else: wrn-search's own errors
+(:mod:`wrn_search.errors`: bad input, a busy or damaged run, an unreachable cluster, an unwritable
+disk: 2; a stalled search: 1) are one line with their ``exit_code``; any other ``ValueError`` or
+``OSError`` (a missing path, a library refusing a value) is bad input too. A search stopped by
 Ctrl-C or SIGTERM exits 128 + the signal (130, 143).
 """
 
@@ -15,7 +17,7 @@ import signal
 import sys
 
 from .. import __version__
-from ..errors import SearchStalled
+from ..errors import WrnSearchError, first_line
 
 #: Subcommand name -> module in this package.
 COMMANDS = {
@@ -52,16 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args) or 0
-    except (ValueError, OSError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"wrn-search {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    except (WrnSearchError, ValueError, OSError) as error:
+        code = getattr(error, "exit_code", 2)
+        print(f"wrn-search {args.command}: {'error: ' if code == 2 else ''}{first_line(error)}", file=sys.stderr)
+        return code
     except KeyboardInterrupt as interrupt:  # a search says what finished and how to continue
         print(f"wrn-search {args.command}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
         return 128 + getattr(interrupt, "signum", signal.SIGINT)  # 130 for Ctrl-C, 143 for SIGTERM
-    except SearchStalled as stalled:
-        print(f"wrn-search {args.command}: {stalled}", file=sys.stderr)
-        return stalled.exit_code
 
 
 if __name__ == "__main__":

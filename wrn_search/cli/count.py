@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from wrn_search.network.spec import WRNSpec, format_number
+
 from ..checks import require_int
-from ..spec import WRNSpec, format_number
 
 HELP = "print depth, layers, parameters and MACs of WRN specs (e.g. WRN-28-10, WRN-40-2-B(3,1,3))"
 
@@ -47,5 +48,6 @@ def run(args: argparse.Namespace) -> int:
     print(header)
     for row in rows:
         print(f"{row['name']:<28} {row['blocks_per_group']:>3} {row['convs_per_block']:>2} {row['depth']:>5} "
-              f"{row['conv_layers']:>5} {format_number(row['widen_factor']):>5} {row['params']:>14,} {row['macs']:>16,}")
+              f"{row['conv_layers']:>5} {format_number(row['widen_factor']):>5} {row['params']:>14,} "
+              f"{row['macs']:>16,}")
     return 0

@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds run.json)")
     parser.add_argument("--port", type=int, default=8050, help="port to listen on (default 8050; 0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it, unauthenticated)")
+                        help="address to bind (default 127.0.0.1: this machine only; "
+                             "0.0.0.0 exposes it, unauthenticated)")
     parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                         help="also answer requests for this host name (a reverse proxy's or tunnel's; repeatable). "
                              "Only localhost, the --host name, IP addresses and, off loopback, this machine's "
@@ -38,9 +39,10 @@ def stop_on_signals() -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port: must be in 0..65535, got {args.port}")
+    from wrn_search.runs.layout import RunManifest
+    from wrn_search.runs.storage import open_run_storage
+
     from ..dashboards.live import serve, serve_optuna
-    from ..results import open_run_storage
-    from ..rundir import RunManifest
 
     stop_on_signals()
     if args.host not in LOOPBACK:

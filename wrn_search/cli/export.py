@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "export a trial (or the Pareto set): weights (state_dict, torch.export, TorchScript, ONNX), spec.json, model card"
+HELP = ("export a trial (or the Pareto set): weights (state_dict, torch.export, TorchScript, ONNX), spec.json, "
+        "model card")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import export_trials
+    from wrn_search.runs.export import export_trials
 
     folders = export_trials(args.run_dir, args.trial, args.pareto, args.out, args.fmt, args.retrain, progress=True)
     cards = [json.loads((folder / "model_card.json").read_text()) for folder in folders]
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for folder, card in zip(folders, cards):
         facts = [f"{card['params']:,} params"] + [
-            f"{kind} error {card[kind + '_error']:.4f}" for kind in ("val", "test") if card[kind + "_error"] is not None]
+            f"{kind} error {card[kind + '_error']:.4f}" for kind in ("val", "test")
+            if card[kind + "_error"] is not None]
         print(f"{folder}: {card['name']} ({', '.join(facts)})")
     return 0

@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..results import RunResults
+    from wrn_search.runs.results import RunResults
 
 HELP = "print the Pareto front (val error vs params or MACs) of a run directory"
 
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..results import RunResults
+    from wrn_search.runs.results import RunResults
 
     return print_front(RunResults.load(args.run_dir), args.x, args.csv, args.json)
 
@@ -32,8 +32,15 @@ def run(args: argparse.Namespace) -> int:
 def print_front(results: RunResults, x: str | None = None, csv: str | None = None, as_json: bool = False) -> int:
     """``wrn-search pareto``'s output from loaded results (over error and ``x``, else the study's objectives),
     so the end of ``run`` prints it from the read that wrote the run's files."""
+    from wrn_search.runs.results import (
+        SOURCE_RUN,
+        SOURCE_TRIAL,
+        hyperparameter_columns,
+        hyperparameter_text,
+        source_text,
+    )
+
     from ..pareto import hypervolume, pareto_front, reference_point
-    from ..results import SOURCE_RUN, SOURCE_TRIAL, hyperparameter_columns, hyperparameter_text, source_text
 
     frame = results.trials
     objectives = ["val_error", x] if x else list(results.manifest.objectives)
@@ -59,5 +66,6 @@ def print_front(results: RunResults, x: str | None = None, csv: str | None = Non
     ties = int(front["ties"].sum())
     repeats = f", {ties} more that repeat a net on it with the same values" if ties else ""
     print(f"{len(front)} of {len(frame)} trials on the front{repeats} ({early} stopped early, not eligible); "
-          f"hypervolume {volume:.6g} w.r.t. reference ({', '.join(f'{o}={r:g}' for o, r in zip(objectives, reference))})")
+          f"hypervolume {volume:.6g} w.r.t. reference "
+          f"({', '.join(f'{o}={r:g}' for o, r in zip(objectives, reference))})")
     return 0

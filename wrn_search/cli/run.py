@@ -8,7 +8,7 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..results import RunResults
+    from wrn_search.runs.results import RunResults
 
 HELP = "run an architecture search from a search space (a YAML file or a ready space's name)"
 
@@ -31,11 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage-path", default="wrn-runs",
                         help="parent of the run directory, or a URI Ray Tune accepts (s3://...) (default: wrn-runs)")
     parser.add_argument("--study-storage", metavar="URL",
-                        help="Optuna storage: any SQLAlchemy URL or a journal file path (default: study.log, a journal file, in the run)")
+                        help="Optuna storage: any SQLAlchemy URL or a journal file path "
+                             "(default: study.log, a journal file, in the run)")
     parser.add_argument("--samples", type=int, help="number of trials (overrides search.samples)")
     parser.add_argument("--epoch-budget", type=int,
                         help="total training epochs of all trials (overrides search.epoch_budget)")
-    parser.add_argument("--address", help="join a Ray cluster: 'auto' or HEAD_IP:6379 (run on a cluster node; Ray Client ray:// is not supported) (default: start Ray locally)")
+    parser.add_argument("--address", help="join a Ray cluster: 'auto' or HEAD_IP:6379 (run on a cluster node; Ray "
+                                          "Client ray:// is not supported) (default: start Ray locally)")
     parser.add_argument("--gpus-per-trial", type=gpus_argument, help="GPUs per trial: a number or 'auto'")
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial")
     parser.add_argument("--max-concurrent", type=int, help="trials running at once")
@@ -62,10 +64,11 @@ def quiet_ray_warnings() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..interrupts import interrupt_gracefully
-    from ..rundir import check_run_name
-    from ..search import run_search
-    from ..space import load_space
+    from wrn_search.dashboards.report import write_report
+    from wrn_search.runs.layout import check_run_name
+    from wrn_search.search.interrupts import interrupt_gracefully
+    from wrn_search.search.orchestrate import run_search
+    from wrn_search.spaces.space import load_space
 
     overrides = {key: value for key, value in (
         ("samples", args.samples), ("epoch_budget", args.epoch_budget), ("max_concurrent", args.max_concurrent),
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         space = load_space(args.space).with_overrides(**overrides)
         results = run_search(space, name=args.name, storage_path=args.storage_path, address=args.address,
                              study_storage=args.study_storage, verbose=int(args.verbose), progress=not args.quiet,
-                             warm_start=args.warm_start)
+                             warm_start=args.warm_start, on_results=write_report)
     return show_result(results, args.json)
 
 

@@ -23,17 +23,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="run name (default: <space>-sim-<date>-<time>)")
     parser.add_argument("--storage-path", default="wrn-runs", help="parent of the run directory (default: wrn-runs)")
     parser.add_argument("--study-storage", metavar="URL",
-                        help="Optuna storage: any SQLAlchemy URL or a journal file path (default: study.log in the run)")
+                        help="Optuna storage: any SQLAlchemy URL or a journal file path "
+                             "(default: study.log in the run)")
     parser.add_argument("--warm-start", nargs="+", default=[], metavar="RUN_DIR",
                         help="earlier simulated runs of the table whose trials that fit this space enter the study "
                              "as already evaluated, at no cost")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..rundir import check_run_name
-    from ..space import load_space
-    from ..simulate import simulate
-    from ..table import load_table
+    from wrn_search.dashboards.report import write_report
+    from wrn_search.runs.layout import check_run_name
+    from wrn_search.simulation.simulate import simulate
+    from wrn_search.simulation.table import load_table
+    from wrn_search.spaces.space import load_space
+
     from .run import show_result
 
     if args.name is not None:  # '' and '../x' too: checked before anything is written
@@ -48,5 +51,6 @@ def run(args: argparse.Namespace) -> int:
     workers = space.search.max_concurrent if args.workers is None else args.workers
     results = simulate(space, table, workers, time_budget=args.time_budget, name=args.name,
                        storage_path=args.storage_path, study_storage=args.study_storage,
-                       argv=["wrn-search", *sys.argv[1:]], warm_start=args.warm_start)
+                       argv=["wrn-search", *sys.argv[1:]], warm_start=args.warm_start,
+                       on_results=write_report)
     return show_result(results)

@@ -6,8 +6,8 @@ import argparse
 import json
 import math
 
-from ..space import SearchSpace, load_space
-from ..spec import WRNSpec
+from wrn_search.network.spec import WRNSpec
+from wrn_search.spaces.space import SearchSpace, load_space
 
 HELP = "summarise a search space (a YAML file or a ready space such as quickstart): dimensions, feasible nets, sizes"
 

@@ -1,4 +1,4 @@
-"""``wrn-search status``: where a run stands (:func:`wrn_search.run_status.status`), as text or JSON."""
+"""``wrn-search status``: where a run stands (:func:`wrn_search.runs.status.status`), as text or JSON."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..run_status import status
-    from ..results import hyperparameter_text
+    from wrn_search.runs.results import hyperparameter_text
+    from wrn_search.runs.status import status
 
     summary = status(args.run_dir)
     if args.json:

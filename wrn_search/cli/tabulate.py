@@ -23,9 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from wrn_search.simulation.tabulate import tabulate
+    from wrn_search.spaces.space import load_space
+
     from ..checks import require_int
-    from ..space import load_space
-    from ..tabulate import tabulate
     from .run import quiet_ray_warnings
 
     require_int(args.seeds, "--seeds", 1)

@@ -15,8 +15,9 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from ..recipe import RUNTIME_FIELDS, TrainConfig
-from ..rundir import write_atomic
+from wrn_search.records import Outcome
+from wrn_search.runs.files import write_atomic
+from wrn_search.training.recipe import RUNTIME_FIELDS, TrainConfig
 
 HELP = "train one WRN (e.g. WRN-16-4) on a dataset with the paper's recipe; resumable"
 
@@ -72,7 +73,7 @@ def recipe_from(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Train; out of memory anywhere (building, resuming, the test set) is one line and exit 1."""
-    from ..train import OutOfMemory
+    from wrn_search.training.device import OutOfMemory
 
     try:
         return train(args)
@@ -82,10 +83,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
-    from ..data import load_dataset
-    from ..epoch_bar import epoch_bar
-    from ..spec import WRNSpec
-    from ..train import CHECKPOINT_FILE, Trainer
+    from wrn_search.network.spec import WRNSpec
+    from wrn_search.training.checkpoint_format import CHECKPOINT_FILE
+    from wrn_search.training.data import load_dataset
+    from wrn_search.training.engine import Trainer
+    from wrn_search.training.epoch_bar import epoch_bar
 
     spec = WRNSpec.parse(args.spec, dropout=args.dropout)
     config = recipe_from(args)
@@ -109,7 +111,7 @@ def train(args: argparse.Namespace) -> int:
     with epoch_bar(spec.name, config.epochs, trainer.epoch) as advance:
         def on_epoch(metrics: dict) -> None:
             write_metrics(out, trainer.history)
-            if metrics["outcome"] == "completed":
+            if metrics["outcome"] == Outcome.COMPLETED:
                 trainer.save_checkpoint(checkpoint)
             advance(metrics)
 
@@ -121,7 +123,7 @@ def train(args: argparse.Namespace) -> int:
                "train_loss": (result.metrics or {}).get("train_loss"), "device": str(trainer.device),
                "precision": trainer.precision, "out": str(out), "config": config.to_dict()}
     if args.test:
-        test_error, test_loss = trainer.evaluate("test") if result.outcome == "completed" else (None, None)
+        test_error, test_loss = trainer.evaluate("test") if result.outcome == Outcome.COMPLETED else (None, None)
         summary.update(test_error=test_error, test_loss=test_loss)
     write_atomic(out / "result.json", json.dumps(summary, indent=2) + "\n")
 
@@ -129,7 +131,7 @@ def train(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         print(describe(summary))
-    if result.outcome != "completed":
+    if result.outcome != Outcome.COMPLETED:
         print(f"wrn-search train: {result.outcome}: {result.reason}", file=sys.stderr)
         return 1
     return 0

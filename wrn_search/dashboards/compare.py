@@ -21,12 +21,20 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from wrn_search.pareto import hypervolume_history, pareto_front, reference_point
-from wrn_search.results import RunResults
-from wrn_search.rundir import RunManifest
+from wrn_search.runs.layout import RunManifest
+from wrn_search.runs.results import RunResults
 
 from .axes import AXIS_TITLES, ErrorWindow, cost_axis, layout
-from .figures import (PARETO_UID, HistoryLine, front_trace, history_figure, html_table, on_front, trial_markers,
-                      trial_notes)
+from .figures import (
+    PARETO_UID,
+    HistoryLine,
+    front_trace,
+    history_figure,
+    html_table,
+    on_front,
+    trial_markers,
+    trial_notes,
+)
 
 #: One colour per run, in the order given.
 RUN_COLORS = qualitative.D3
@@ -53,7 +61,8 @@ def load_runs(run_dirs: Sequence[str | Path]) -> list[ComparedRun]:
     for run_dir, run in zip(run_dirs[1:], runs[1:]):
         if list(run.manifest.objectives) != list(runs[0].manifest.objectives):
             raise ValueError(f"runs: {run_dir} has objectives {', '.join(run.manifest.objectives)} but {run_dirs[0]} "
-                             f"has {', '.join(runs[0].manifest.objectives)}; only runs with the same objectives compare")
+                             f"has {', '.join(runs[0].manifest.objectives)}; "
+                             "only runs with the same objectives compare")
     repeated = {name for name, count in Counter(r.manifest.name for r in runs).items() if count > 1}
     return [ComparedRun(f"{r.manifest.name} #{index + 1}" if r.manifest.name in repeated else r.manifest.name, r,
                         RUN_COLORS[index % len(RUN_COLORS)])

@@ -1,4 +1,4 @@
-"""Plotly figures of a run, built from the frames of :mod:`wrn_search.results` and :mod:`wrn_search.pareto`.
+"""Plotly figures of a run, built from the frames of :mod:`wrn_search.runs.results` and :mod:`wrn_search.pareto`.
 
 The static report and the live dashboard show exactly these figures; the
 comparison of runs (:mod:`.compare`) builds on the same traces.
@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from wrn_search.results import hyperparameter_columns, hyperparameter_text, source_text
+from wrn_search.runs.results import hyperparameter_columns, hyperparameter_text, source_text
 
 from .axes import AXIS_TITLES, ErrorWindow, cost_axis, layout
 from .paper import PaperPoint

@@ -30,8 +30,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from plotly.offline import get_plotlyjs
 
-from wrn_search.results import RunResults
-from wrn_search.rundir import RunManifest
+from wrn_search.errors import first_line
+from wrn_search.runs.layout import RunManifest
+from wrn_search.runs.results import RunResults
 
 from .page import page_html
 from .views import build_views, views_json
@@ -162,7 +163,7 @@ class DashboardHandler(GuardedHandlerMixin, BaseHTTPRequestHandler):
             try:
                 body = views_json(build_views(RunResults.load(self.server.run_dir))).encode()  # fresh each poll
             except Exception as error:  # a run mid-write or a locked study: the page retries on its next refresh
-                self.send_error(503, f"cannot read the run: {str(error).splitlines()[0] if str(error) else error!r}")
+                self.send_error(503, f"cannot read the run: {first_line(error)}")
                 return
         self.send_response(200)
         self.send_header("Content-Type", content_type)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wrn_search.data import dataset_info
-from wrn_search.spec import WRNSpec
+from wrn_search.network.spec import WRNSpec
+from wrn_search.training.data import dataset_info
 
 #: name -> (CIFAR-10, CIFAR-100) test error in %, None where the paper has no number.
 TABLE_4 = {

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from plotly.offline import get_plotlyjs
 
-from wrn_search.results import RunResults
-from wrn_search.rundir import write_atomic
+from wrn_search.runs.files import write_atomic
+from wrn_search.runs.results import RunResults
 
 from .compare import compare_views
 from .page import page_html
@@ -36,9 +36,10 @@ def write_html(views: dict, out: str | Path) -> Path:
     return out
 
 
-def write_report(results: RunResults, out: str | Path) -> Path:
-    """Write the report of a run's ``results`` to ``out`` and return the path."""
-    return write_html(build_views(results), out)
+def write_report(results: RunResults, out: str | Path | None = None) -> Path:
+    """Write the report of a run's ``results`` to ``out`` (default: the run's ``report.html``); return the path.
+    The commands that search pass it as their ``on_results``."""
+    return write_html(build_views(results), results.run_dir / REPORT_FILE if out is None else out)
 
 
 def report(*run_dirs: str | Path, out: str | Path | None = None) -> Path:
@@ -47,7 +48,7 @@ def report(*run_dirs: str | Path, out: str | Path | None = None) -> Path:
     if not run_dirs:
         raise ValueError("runs: name at least one run directory")
     if len(run_dirs) == 1:
-        return write_report(RunResults.load(run_dirs[0]), Path(run_dirs[0]) / REPORT_FILE if out is None else out)
+        return write_report(RunResults.load(run_dirs[0]), out)
     if out is None:
         raise ValueError("output: a comparison of several runs needs an output file (-o FILE)")
     return write_html(compare_views(run_dirs), out)

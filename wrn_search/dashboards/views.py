@@ -12,8 +12,8 @@ import pandas as pd
 from plotly.io.json import to_json_plotly
 
 from wrn_search.pareto import hypervolume_history, pareto_front, reference_point
-from wrn_search.results import RunResults
-from wrn_search.rundir import RunManifest
+from wrn_search.runs.layout import RunManifest
+from wrn_search.runs.results import RunResults
 
 from .figures import FRONT_COLOR, HistoryLine, curves_figure, front_table, history_figure, pareto_figure
 from .paper import paper_points
