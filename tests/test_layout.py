@@ -17,7 +17,8 @@ PACKAGE = Path(wrn_search.__file__).parent
 #: Lowest first; a module may import its own layer and those before it (README, "Layout").
 LAYERS = ("base", "network", "training", "spaces", "runs", "search", "simulation", "dashboards", "cli")
 #: Modules of the base layer (everything else is named by its sub-package).
-BASE = {"wrn_search", "wrn_search.errors", "wrn_search.checks", "wrn_search.pareto", "wrn_search.records"}
+BASE = {"wrn_search", "wrn_search.errors", "wrn_search.checks", "wrn_search.pareto", "wrn_search.records",
+        "wrn_search.compat"}
 #: The package's front: ``wrn_search`` re-exports the public API (lazily but for WRNSpec) and ``__main__`` runs
 #: the CLI; lower layers import the package only for its ``__version__``.
 FRONT = {"wrn_search", "wrn_search.__main__"}
@@ -97,3 +98,12 @@ def test_space_and_simulate_run_without_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "sim" / "report.html").is_file()
+
+
+def test_every_sampler_and_scheduler_a_space_may_name_has_one_builder():
+    """The schema lists the names (checked without Ray); the registries build them: the same keys."""
+    from wrn_search.search.samplers import SAMPLER_BUILDERS
+    from wrn_search.search.schedulers import SCHEDULER_BUILDERS
+    from wrn_search.spaces.schema import SAMPLERS, SCHEDULERS
+
+    assert tuple(SAMPLER_BUILDERS) == SAMPLERS and tuple(SCHEDULER_BUILDERS) == SCHEDULERS

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from wrn_search.compat import upgrade_trial_attrs
 from wrn_search.network.spec import SPEC_COLUMNS
 from wrn_search.pareto import pareto_front
 from wrn_search.runs.files import read_jsonl, write_atomic
@@ -115,9 +116,7 @@ def _trial_table(run_dir: Path, manifest: RunManifest, curves: pd.DataFrame) -> 
     for trial in study.get_trials(deepcopy=False):
         last = last_epochs.loc[trial.number].to_dict() if trial.number in last_epochs.index else {}
         end = ends.get(trial.number, {})
-        attrs = dict(trial.user_attrs)
-        if "block" in attrs:  # a study of an earlier wrn-search named the block type "block"
-            attrs.setdefault("block_type", attrs.pop("block"))
+        attrs = upgrade_trial_attrs(trial.user_attrs)
         row = {**{k: v for k, v in end.items() if k not in ("time", "started", "state")}, **attrs,
                **{k: v for k, v in trial.params.items() if k in TRAINING_HYPERPARAMETERS}}
         if trial.values is not None:

@@ -29,6 +29,7 @@ from optuna.samplers._tpe.sampler import default_gamma, default_gamma_multiobjec
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from wrn_search.errors import BadInput
 from wrn_search.pareto import promotion_order
 from wrn_search.spaces.schema import config_key
 from wrn_search.spaces.space import SearchSpace
@@ -359,33 +360,45 @@ class DistinctSampler(optuna.samplers.BaseSampler):
         self.base.reseed_rng()
 
 
+def _tpe(space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
+    return RungTPESampler(seed=seed, n_startup_trials=START_UP_TRIALS, multivariate=True, group=True,
+                          constant_liar=True)
+
+
+def _nsga2(space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, space.search.samples // 4)))
+
+
+def _needs_scipy(name: str) -> None:
+    try:
+        import scipy  # noqa: F401  (GPSampler and QMCSampler need it)
+    except ImportError:
+        raise BadInput(f"sampler: {name!r} needs scipy; install it with `pip install scipy`") from None
+
+
+def _gp(space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
+    _needs_scipy("gp")
+    return optuna.samplers.GPSampler(seed=seed)
+
+
+def _qmc(space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
+    _needs_scipy("qmc")
+    return optuna.samplers.QMCSampler(seed=seed)
+
+
+#: ``search.sampler`` -> its builder, given the space and the seed. Its keys are the schema's SAMPLERS.
+SAMPLER_BUILDERS: dict[str, Callable[[SearchSpace, int], optuna.samplers.BaseSampler]] = {
+    "tpe": _tpe,
+    "nsga2": _nsga2,
+    "random": lambda space, seed: optuna.samplers.RandomSampler(seed=seed),
+    "grid": lambda space, seed: AskTellGridSampler(space.grid_axes(), seed=seed),
+    "gp": _gp,
+    "qmc": _qmc,
+}
+
+
 def make_sampler(space: SearchSpace, seed: int | None = None) -> optuna.samplers.BaseSampler:
     """The Optuna sampler named by ``space.search.sampler``; every one but the grid (which never repeats a point)
     inside a :class:`DistinctSampler`."""
-    base = _base_sampler(space, seed)
+    base = SAMPLER_BUILDERS[space.search.sampler](space, space.search.seed if seed is None else seed)
     return base if isinstance(base, optuna.samplers.GridSampler) else DistinctSampler(base, space)
-
-
-def _base_sampler(space: SearchSpace, seed: int | None) -> optuna.samplers.BaseSampler:
-    search = space.search
-    seed = search.seed if seed is None else seed
-    name = search.sampler
-    if name == "tpe":
-        return RungTPESampler(seed=seed, n_startup_trials=START_UP_TRIALS, multivariate=True, group=True,
-                              constant_liar=True)
-    if name == "nsga2":
-        population = max(4, min(50, search.samples // 4))
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "grid":
-        return AskTellGridSampler(space.grid_axes(), seed=seed)
-    if name in ("gp", "qmc"):
-        try:
-            import scipy  # noqa: F401  (both samplers need it)
-        except ImportError:
-            raise ValueError(f"sampler: {name!r} needs scipy; install it with `pip install scipy`") from None
-        if name == "gp":
-            return optuna.samplers.GPSampler(seed=seed)
-        return optuna.samplers.QMCSampler(seed=seed)
-    raise AssertionError(f"space.py validates search.sampler; got {name!r}")

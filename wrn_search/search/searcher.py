@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
+from wrn_search.compat import upgrade_searcher_state
 from wrn_search.records import FAILED_OUTCOMES, Outcome
 from wrn_search.runs.files import append_jsonl
 from wrn_search.runs.layout import TRIAL_LOG, RunManifest
@@ -250,12 +251,9 @@ class StudySearcher(OptunaSearch):
         RUNNING that Tune never knew (asked after its last snapshot) to be asked again, and name the
         metrics of a study created before wrn-search named them."""
         super().restore(checkpoint_path)
-        for name, default in (("clock", time.time), ("started", {}), ("start_up", []), ("exhausted", False)):
-            self.__dict__.setdefault(name, default)  # a searcher saved by an older wrn-search lacks them
+        upgrade_searcher_state(self.__dict__)
         manifest = RunManifest.load(self.run_dir)
         self.budget = manifest.trial_budget
-        for stale in ("trained", "start_epochs"):  # what a searcher saved by an older wrn-search counted with
-            self.__dict__.pop(stale, None)
         self.spent = EpochsSpent.read(self.run_dir)  # the durable log, newer than Tune's snapshot
         self.lost = self._unknown_running()
         self._name_metrics()

@@ -12,8 +12,6 @@ from wrn_search.errors import RunDamaged
 
 #: The format tag every checkpoint carries; a file without it is not read.
 CHECKPOINT_FORMAT = "wrn-search-checkpoint-v1"
-#: Identity fields newer than the format, with the value a checkpoint written before them was trained with.
-ADDED_LATER = {("config", "init"): "torchvision"}
 #: The checkpoint's file name in a trial's (or ``wrn-search train``'s) output directory.
 CHECKPOINT_FILE = "checkpoint.pt"
 

@@ -29,11 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wrn_search.compat import CHECKPOINT_FIELDS_ADDED
 from wrn_search.errors import first_line
 from wrn_search.network.model import build_model
 from wrn_search.network.spec import WRNSpec
 from wrn_search.records import Outcome
-from wrn_search.training.checkpoint_format import ADDED_LATER, CHECKPOINT_FORMAT, CheckpointError
+from wrn_search.training.checkpoint_format import CHECKPOINT_FORMAT, CheckpointError
 from wrn_search.training.data import Dataset, Split
 from wrn_search.training.device import (
     TRAIN_BYTES_PER_PARAM,
@@ -305,7 +306,8 @@ class Trainer:
             f"{key}.{name}: checkpoint {state.get(key, {}).get(name)!r}, now {value!r}"
             for key, expected in self._identity().items()
             for name, value in expected.items()
-            if not isinstance(state.get(key), dict) or state[key].get(name, ADDED_LATER.get((key, name))) != value
+            if not isinstance(state.get(key), dict)
+            or state[key].get(name, CHECKPOINT_FIELDS_ADDED.get((key, name))) != value
         ]
         if differences:
             raise CheckpointError(f"checkpoint: {path} belongs to a different run ({'; '.join(differences)})")
