@@ -16,7 +16,7 @@ recipe over a larger grid, 10,752 configurations (:func:`large_space`); ``WRN_BE
 replays a recorded table with the digits-wrn space instead.
 
 Ours is the default search (TPE + MO-ASHA, the journal file) to 10,000 trials, checked against the
-targets of issue 24 in its last window: p99 per suggest <= 100 ms, per reported result (the
+targets in its last window: p99 per suggest <= 100 ms, per reported result (the
 scheduler's decision on an epoch) <= 20 ms, one driver keeping >= 1,000 GPUs busy at 10 s epochs.
 Beside it, as before: random search on the journal to 10,000 trials, and the baseline, random
 search on SQLite, cut to 1,000 trials (SQLite re-reads every running trial on each ask: about
@@ -73,7 +73,7 @@ WINDOW = 1000
 KINDS = ("suggest", "tell", "schedule")
 #: Epoch lengths (seconds) for which the GPUs one driver keeps busy are reported.
 EPOCH_SECONDS = (1.0, 10.0, 60.0)
-#: Issue 24's targets for the default search, in its last window.
+#: The targets for the default search, in its last window.
 SUGGEST_P99_LIMIT_MS = 100.0
 RESULT_P99_LIMIT_MS = 20.0
 GPUS_AT_10_S_TARGET = 1000

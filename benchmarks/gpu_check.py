@@ -1,4 +1,4 @@
-"""The GPU check: ``python benchmarks/gpu_check.py`` runs on one GPU what the CPU tests can only mock (issue 17).
+"""The GPU check: ``python benchmarks/gpu_check.py`` runs on one GPU what the CPU tests can only mock.
 
 About 5 minutes on one GPU. Prints one JSON line per observation, ``{"section", "observation",
 ...values, "ok"}`` (``ok`` where there is something to check); a section that raises prints

@@ -52,7 +52,7 @@ from .sim_efficiency import (
     time_budget,
 )
 
-#: The good guide must reach the target this many times sooner than a cold search (issue 27).
+#: The good guide must reach the target this many times sooner than a cold search.
 TARGET_RATIO = 2.0
 #: Sub-spaces of a table's space, by the params quantile of its nets: (min quantile, max quantile).
 GUIDES = {"good": (None, 0.5), "bad": (0.75, None)}

@@ -51,7 +51,7 @@ def test_bad_arguments(bad):
 
 
 def test_train_step_times_throughput_on_a_gpu():
-    """Issue 17: on a GPU, 1-2 step epochs and one 2048^2 matmul per sync timed launches and syncs."""
+    """On a GPU, 1-2 step epochs and one 2048^2 matmul per sync timed launches and syncs."""
     gpu = train_step.timing(torch.device("cuda"), quick=True)
     assert gpu.steps >= 50 and gpu.matmul_size >= 8192 and gpu.matmul_iterations >= 10
     cpu = train_step.timing(torch.device("cpu"), quick=False)

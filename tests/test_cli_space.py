@@ -63,7 +63,7 @@ def test_ready_space_by_name_from_any_directory(tmp_path):
 
 
 def test_bad_training_is_refused_before_a_run_directory_exists(capsys, tmp_path):
-    """Issue 14: ``training: {batch_size: 0}`` used to create the run and fail every trial three times."""
+    """``training: {batch_size: 0}`` used to create the run and fail every trial three times."""
     path = tmp_path / "bad.yaml"
     path.write_text("dimensions: {depth: [10], widen_factor: [1]}\ndataset: {name: digits}\n"
                     "training: {epochs: 1, batch_size: 0}\n")

@@ -20,7 +20,7 @@ def restore_threads():
 
 
 def train(*args: str) -> int:
-    """In process, on the CPU: resumed runs repeat uninterrupted ones bit for bit there (issue 17)."""
+    """In process, on the CPU: resumed runs repeat uninterrupted ones bit for bit there."""
     return main(["train", *args, "--threads", "1", "--device", "cpu"])
 
 

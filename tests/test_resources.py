@@ -1,4 +1,4 @@
-"""Trials on GPUs, without one (issue 17): what a trial asks Ray for, its memory cap on a shared GPU, the
+"""Trials on GPUs, without one: what a trial asks Ray for, its memory cap on a shared GPU, the
 driver's GPU reading, and a trial's memory given back. CUDA, NVML and Ray Tune's session are faked."""
 
 import ctypes
@@ -194,7 +194,7 @@ def cluster(monkeypatch):
 @pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:1"])
 @pytest.mark.parametrize("gpus_per_trial,node_gpus", [(0, 1), ("auto", 0)])
 def test_a_cuda_device_for_trials_without_a_gpu_is_refused(cluster, device, gpus_per_trial, node_gpus):
-    """Issue 17: ``training.device: cuda`` put zero-GPU trials on a GPU nobody had reserved."""
+    """``training.device: cuda`` put zero-GPU trials on a GPU nobody had reserved."""
     cluster(node_gpus)
     with pytest.raises(ValueError, match=rf"^training.device: '{device}', but the trials get no GPU"):
         trial_resources(space({"device": device}, gpus_per_trial), TINY)
@@ -250,7 +250,7 @@ TRAINING = TrainConfig(epochs=2, batch_size=128, num_threads=1)
 
 
 def test_a_trial_gives_its_memory_back_once_its_trainer_is_gone(session, monkeypatch, digits):
-    """Issue 17: a reused actor started its next trial holding the last one's cached GPU memory."""
+    """A reused actor started its next trial holding the last one's cached GPU memory."""
     fake = session()
     alive = weakref.WeakSet()
 
@@ -268,7 +268,7 @@ def test_a_trial_gives_its_memory_back_once_its_trainer_is_gone(session, monkeyp
 
 
 def test_running_out_of_memory_restoring_a_checkpoint_is_an_outcome(session, monkeypatch, digits, tmp_path):
-    """Issue 17: a checkpoint read straight onto a full GPU was 'corrupt or unreadable'; Tune's checkpoint, the last
+    """A checkpoint read straight onto a full GPU was 'corrupt or unreadable'; Tune's checkpoint, the last
     one tried, then crashed the trial, and Ray retried it twice."""
     trainer = Trainer(WRNSpec.parse("WRN-10-1"), digits, trainable.trial_train_config({}, TRAINING))
     trainer.fit(lambda metrics: trainer.save_checkpoint(tmp_path / CHECKPOINT_FILE))

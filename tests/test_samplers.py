@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import optuna
+import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -73,3 +76,39 @@ def test_start_up_trials_are_spread_over_the_params_axis(tmp_path):
         assert min(space.cost(s)[0] for s in members) <= size <= max(space.cost(s)[0] for s in members)
     assert not searcher.start_up and not searcher.study.get_trials(states=(TrialState.WAITING,))
     assert len({config["lr"] for config in configs[:10]}) == 2  # hyperparameters stay random
+
+
+def history(seed: int) -> list:
+    """COMPLETE trials of a three-parameter space, with ties on the front (equal values) that Optuna
+    breaks by hypervolume subset selection."""
+    rng = np.random.default_rng(seed)
+    space = {"x": X, "n": optuna.distributions.IntDistribution(1, 6),
+             "k": optuna.distributions.CategoricalDistribution(["a", "b", "c"])}
+    trials = []
+    for _ in range(40):
+        params = {"x": float(rng.uniform()), "n": int(rng.integers(1, 7)), "k": str(rng.choice(["a", "b", "c"]))}
+        values = [float(rng.choice([0.1, 0.2, 0.3, rng.uniform()])), float(rng.choice([1.0, 2.0, rng.uniform()]))]
+        trials.append(create_trial(state=TrialState.COMPLETE, params=params, distributions=space, values=values))
+    return trials
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("constant_liar", [False, True])
+def test_with_no_trial_stopped_early_it_proposes_what_optunas_tpe_proposes(seed, constant_liar):
+    def proposed(sampler_class) -> list[dict]:
+        sampler = sampler_class(seed=seed, n_startup_trials=10, multivariate=True, group=True,
+                                constant_liar=constant_liar)
+        study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+        study.add_trials(history(seed))
+        asked = []
+        for _ in range(6):  # some stay RUNNING: the constant liar counts them
+            trial = study.ask()
+            asked.append({"x": trial.suggest_float("x", 0.0, 1.0), "n": trial.suggest_int("n", 1, 6),
+                          "k": trial.suggest_categorical("k", ["a", "b", "c"])})
+            if len(asked) % 2:
+                study.tell(trial, [asked[-1]["x"], float(asked[-1]["n"])])
+        return asked
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        assert proposed(RungTPESampler) == proposed(optuna.samplers.TPESampler)

@@ -426,7 +426,7 @@ def test_malformed_space_messages(tmp_path, text, message):
     assert message.removeprefix("test.yaml: ") in str(error.value)
 
 
-# -- issue 14: bad input that used to get through --------------------------------------------------------
+# -- bad input that used to get through --------------------------------------------------------
 
 #: One bad value of every TrainConfig field, as YAML, and the message: each used to load and fail in every trial.
 BAD_TRAINING = {

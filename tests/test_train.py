@@ -50,7 +50,7 @@ def same_weights(a: dict, b: dict) -> bool:
         ({"seed": -1}, "seed"),
         ({"num_threads": 0}, "num_threads"),
         ({"momentum": 0, "nesterov": True}, "nesterov"),
-        # Types the dataclass did not check (issue 14): each used to pass and break training later.
+        # Types the dataclass did not check: each used to pass and break training later.
         ({"nesterov": "yes"}, "nesterov"),
         ({"compile": 1}, "compile"),
         ({"channels_last": "no"}, "channels_last"),
@@ -99,7 +99,7 @@ def test_metrics_callback_sees_the_finished_epoch(digits):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_kill_and_resume_gives_the_same_weights(digits, tmp_path, precision, cuda_visible):
-    """Bit-exact on the CPU (pinned: issue 17), where training is deterministic for a precision and thread count."""
+    """Bit-exact on the CPU (pinned), where training is deterministic for a precision and thread count."""
     config = TrainConfig(epochs=4, augment="crop_flip", precision=precision, seed=3, device="cpu")
     uninterrupted = Trainer(SPEC, digits, config)
     uninterrupted.fit()
@@ -201,7 +201,7 @@ def test_corrupt_checkpoint_is_an_error(digits, checkpoint, tmp_path, damage):
 
 
 def test_a_checkpoint_is_read_into_host_memory_first(digits, checkpoint, monkeypatch):
-    """Issue 17: torch.load(map_location=cuda) needed room on the GPU for a second copy of the weights."""
+    """Torch.load(map_location=cuda) needed room on the GPU for a second copy of the weights."""
     trainer = Trainer(SPEC, digits, TrainConfig(epochs=2, device="cpu"))
     monkeypatch.setattr(trainer, "device", torch.device("cuda"))  # where it would train on a GPU machine
     places = []
@@ -222,7 +222,7 @@ def exhausted(*args, **kwargs):
 
 @pytest.mark.parametrize("step", ["torch.load", "optimizer"])
 def test_out_of_memory_loading_a_checkpoint_is_not_a_corrupt_checkpoint(digits, checkpoint, monkeypatch, step):
-    """Issue 17: a GPU out of memory while loading was reported as a "corrupt or unreadable" checkpoint, which a
+    """A GPU out of memory while loading was reported as a "corrupt or unreadable" checkpoint, which a
     trial skips, training from scratch; it is out of memory, an outcome."""
     trainer = Trainer(SPEC, digits, TrainConfig(epochs=2))
     monkeypatch.setattr(*((torch, "load") if step == "torch.load" else (trainer.optimizer, "load_state_dict")),
@@ -278,7 +278,7 @@ def test_out_of_memory_is_an_outcome_naming_spec_and_batch_size(digits, monkeypa
     "CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported",
 ])
 def test_library_allocation_failures_are_out_of_memory(digits, monkeypatch, message):
-    """Issue 17: cuBLAS's, cuDNN's and CUDA's own allocation failures are plain RuntimeErrors; they crashed the
+    """CuBLAS's, cuDNN's and CUDA's own allocation failures are plain RuntimeErrors; they crashed the
     trial, and Ray retried it twice to fail the same way."""
     assert is_out_of_memory(RuntimeError(message))
     trainer = Trainer(SPEC, digits, TrainConfig(epochs=2, device="cpu"))
@@ -334,7 +334,7 @@ def test_host_allocation_failures_are_out_of_memory():
 
 @pytest.mark.parametrize("failure", [impossible_allocation, MemoryError], ids=["cpu_allocator", "MemoryError"])
 def test_host_out_of_memory_in_an_epoch_is_an_outcome(digits, monkeypatch, failure):
-    """Issue 14: host memory running out in an epoch used to crash the trial like a bug."""
+    """Host memory running out in an epoch used to crash the trial like a bug."""
     trainer = Trainer(SPEC, digits, TrainConfig(epochs=2, batch_size=64, device="cpu"))
 
     def exhausted(x):
@@ -379,7 +379,7 @@ def test_allocation_failure_while_building_is_out_of_memory(digits, monkeypatch)
 
 
 def test_compiled_trials_in_one_process_never_fall_back_to_eager(digits, monkeypatch):
-    """Issue 17: in a reused Ray actor the third compiled net hit Dynamo's recompile limit (8 graphs of
+    """In a reused Ray actor the third compiled net hit Dynamo's recompile limit (8 graphs of
     ``WRN.forward``) and trained eager, with a warning in a worker log nobody reads. Traced by Dynamo into its
     eager backend: Inductor's graphs, without Inductor's compile time."""
     graphs, options = [], []

@@ -36,7 +36,7 @@ PRIVATE: dict[str, tuple[str, ...]] = {
     "optuna.trial.FrozenTrial": ("_trial_id",),
     "optuna.samplers.TPESampler": ("_sample", "_constant_liar", "_gamma", "_rng.rng", "_n_ei_candidates",
                                    "_build_parzen_estimator", "_compare", "_compute_acquisition_func"),
-    "optuna.samplers._tpe.sampler": ("default_gamma", "default_gamma_multiobjective"),
+    "optuna.samplers._tpe.sampler": ("_split_trials", "default_gamma", "default_gamma_multiobjective"),
     # search.py: Tuner.restore takes no RunConfig, so a resume's callbacks and verbosity join the restored one;
     # the watchdog gets the (restored) search algorithm from the tuner's TuneConfig.
     "ray.tune.Tuner": ("_local_tuner.get_run_config", "_local_tuner._tune_config"),
@@ -44,6 +44,14 @@ PRIVATE: dict[str, tuple[str, ...]] = {
     "ray._private.ray_constants": ("ENABLE_RAY_CLUSTER",),
     "ray._private.services": ("canonicalize_bootstrap_address",),
     "ray._raylet": ("AuthenticationTokenLoader", "Config", "GcsClient"),
+    # training/device.py: "auto" precision asks the CPU for native bf16 (looked up by name: a rename would
+    # silently fall back to fp32, so this test says so instead).
+    "torch.cpu": ("_is_avx512_bf16_supported", "_is_amx_tile_supported"),
+}
+#: Private keyword arguments of upstream functions, by the function. cluster.py: ``ray.init`` keeps the node
+#: on the loopback address a test or a single machine gives.
+PRIVATE_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "ray.init": ("_node_ip_address",),
 }
 
 
@@ -67,7 +75,7 @@ def specimens(storage: Path) -> dict[str, object]:
         "optuna.samplers.TPESampler": optuna.samplers.TPESampler(),
         "optuna.samplers._tpe.sampler": importlib.import_module("optuna.samplers._tpe.sampler"),
         **{name: importlib.import_module(name)
-           for name in ("ray._private.ray_constants", "ray._private.services", "ray._raylet")},
+           for name in ("ray._private.ray_constants", "ray._private.services", "ray._raylet", "torch.cpu")},
         "ray.tune.Tuner": tune.Tuner(lambda config: None, run_config=tune.RunConfig(storage_path=str(storage))),
     }
 
@@ -87,6 +95,17 @@ def test_every_private_upstream_attribute_still_exists(tmp_path):
     installed = f"ray {version('ray')}, optuna {version('optuna')}"
     assert not gone, (f"wrn-search relies on private attributes that {installed} no longer has: {', '.join(gone)}. "
                       "Install the versions pyproject.toml declares, or port the code that uses them.")
+
+
+def test_every_private_keyword_still_exists():
+    import inspect
+
+    import ray
+
+    functions = {"ray.init": ray.init}  # it takes them through **kwargs: read its source
+    gone = [f"{owner}({name}=...)" for owner, names in PRIVATE_KEYWORDS.items() for name in names
+            if f'"{name}"' not in inspect.getsource(functions[owner])]
+    assert not gone, f"wrn-search passes private keywords that the installed Ray no longer takes: {', '.join(gone)}"
 
 
 def test_the_installed_versions_are_the_declared_ones():
@@ -118,6 +137,24 @@ def defined_names(tree: ast.Module) -> set[str]:
     return names
 
 
+GETTERS = ("getattr", "hasattr")
+
+
+def looked_up(call: ast.Call, tree: ast.Module) -> list[str]:
+    """The names a ``getattr`` call looks up: a string, or each string of the tuple a comprehension's
+    variable runs over (``getattr(torch.cpu, name) for name in ("_is_...", ...)``)."""
+    if len(call.args) < 2:
+        return []
+    name = call.args[1]
+    if isinstance(name, ast.Constant) and isinstance(name.value, str):
+        return [name.value]
+    if not isinstance(name, ast.Name):
+        return []
+    return [element.value for node in ast.walk(tree) if isinstance(node, ast.comprehension)
+            and isinstance(node.target, ast.Name) and node.target.id == name.id and isinstance(node.iter, ast.Tuple)
+            for element in node.iter.elts if isinstance(element, ast.Constant) and isinstance(element.value, str)]
+
+
 def used_names(tree: ast.Module) -> dict[str, int]:
     """Attributes a module reads or sets, and the parts and names of its imports, with a line each."""
     used: dict[str, int] = {}
@@ -126,6 +163,10 @@ def used_names(tree: ast.Module) -> dict[str, int]:
             names = [node.attr]
         elif isinstance(node, ast.ImportFrom) and not node.level:
             names = node.module.split(".") + [alias.name for alias in node.names]
+        elif isinstance(node, ast.keyword) and node.arg:
+            names = [node.arg]  # ray.init(_node_ip_address=...)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in GETTERS:
+            names = looked_up(node, tree)  # getattr(module, "_name")
         else:
             continue
         for name in names:
@@ -146,6 +187,7 @@ def private_names_used() -> dict[str, str]:
 def test_every_private_upstream_name_the_code_uses_is_listed():
     listed = {part for names in PRIVATE.values() for dotted in names for part in dotted.split(".")}
     listed |= {part for owner in PRIVATE for part in owner.split(".")}
+    listed |= {name for names in PRIVATE_KEYWORDS.values() for name in names}
     unlisted = {name: where for name, where in private_names_used().items() if name not in listed}
     assert not unlisted, (f"the code uses private names that PRIVATE in {Path(__file__).name} does not list: "
                           + ", ".join(f"{name} ({where})" for name, where in sorted(unlisted.items())))

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.samplers._tpe.sampler import default_gamma, default_gamma_multiobjective
+from optuna.samplers._tpe.sampler import _split_trials, default_gamma, default_gamma_multiobjective
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
@@ -87,12 +87,22 @@ def superseded(trials: list[FrozenTrial]) -> set[int]:
 class RungTPESampler(optuna.samplers.TPESampler):
     """Optuna's TPE with its good/bad split taken from :func:`rung_order` (see the module docstring).
 
-    A trial stopped early and continued later is left out (its continuation carries the
-    configuration further). ``choose``, when set (by :class:`DistinctSampler`, for one draw),
-    picks the proposal from TPE's candidates and their acquisition values, rather than the
-    candidate of highest acquisition; where it picks none, up to :data:`ATTEMPTS` batches of
-    candidates are drawn from the same estimators (built once: they cost the most at scale), and it
-    must pick from the last.
+    ``_sample`` is Optuna's ``TPESampler._sample`` (5.x) but for these deviations, each needed because
+    Optuna has no hook for them:
+
+    - **The split**, once a finished trial was stopped early: every finished trial ranked by the rung it
+      reached, then by the scheduler's order at that rung (non-dominated rank, then crowding distance,
+      where Optuna breaks ties of the last rank by hypervolume subset selection), and the "good" group
+      taken from the top. With no trial stopped early it is Optuna's own split (``_split_trials``), so
+      the sampler proposes exactly what ``TPESampler`` proposes (tests/test_samplers.py).
+    - **Continued trials**: a trial stopped early and continued later is left out (its continuation
+      carries the configuration further).
+    - **No constraints**: ``constraints_func`` is not supported in the rung split; wrn-search passes
+      none (budgets bound the space itself, before sampling).
+    - **choose**: when set (by :class:`DistinctSampler`, for one draw), it picks the proposal from
+      TPE's candidates and their acquisition values, rather than the candidate of highest
+      acquisition; where it picks none, up to :data:`ATTEMPTS` batches of candidates are drawn from
+      the same estimators (built once: they cost the most at scale), and it must pick from the last.
     """
 
     choose: Callable[[list[dict[str, Any]], np.ndarray, bool], dict[str, Any] | None] | None = None
@@ -105,10 +115,14 @@ class RungTPESampler(optuna.samplers.TPESampler):
         trials = [t for t in trials if t.number != trial.number and t.number not in continued]
         finished = [t for t in trials if t.state != TrialState.RUNNING]
         gamma = self._gamma or (default_gamma if len(study.directions) <= 1 else default_gamma_multiobjective)
-        ordered = rung_order(finished)
-        n_below = min(gamma(len(finished)), len(ordered))
-        below = sorted(ordered[:n_below], key=lambda t: t.number)
-        above = sorted(ordered[n_below:] + [t for t in trials if t.state == TrialState.RUNNING], key=lambda t: t.number)
+        if any(t.state == TrialState.PRUNED for t in finished):
+            ordered = rung_order(finished)
+            n_below = min(gamma(len(finished)), len(ordered))
+            below = sorted(ordered[:n_below], key=lambda t: t.number)
+            above = sorted(ordered[n_below:] + [t for t in trials if t.state == TrialState.RUNNING],
+                           key=lambda t: t.number)
+        else:  # nothing stopped early: exactly Optuna's split
+            below, above = _split_trials(study, trials, gamma(len(finished)))
         mpe_below = self._build_parzen_estimator(study, search_space, below, handle_below=True)
         mpe_above = self._build_parzen_estimator(study, search_space, above, handle_below=False)
         for batch in range(1 if self.choose is None else ATTEMPTS):

@@ -64,7 +64,7 @@ class SuccessiveHalving(FIFOScheduler):
     """Asynchronous successive halving over epochs (the trial's own ``epoch``), one bracket.
 
     ``objectives`` are minimised result keys: ``["val_error"]`` gives ASHA,
-    ``["val_error", "params"]`` (with ``pareto=True``) gives MO-ASHA.
+    ``["val_error", "params"]`` gives MO-ASHA (promotion by non-dominated rank, then crowding distance).
     """
 
     def __init__(
