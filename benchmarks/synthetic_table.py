@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wrn_search.simulation.table import FORMAT, hyperparameter_columns, write_table
+from wrn_search.simulation.table import FORMAT, write_table
 from wrn_search.spaces.space import SearchSpace
 
 
@@ -33,7 +33,7 @@ def synthetic_rows(space: SearchSpace, seeds: int) -> pd.DataFrame:
 
 def write_synthetic_table(space: SearchSpace, path: str | Path, seeds: int = 2) -> Path:
     """A table of every grid point of ``space`` with ``seeds`` synthetic curves each, written to ``path``."""
-    meta = {"format": FORMAT, "space": space.to_dict(), "hyperparameters": list(hyperparameter_columns(space)),
+    meta = {"format": FORMAT, "space": space.to_dict(), "hyperparameters": list(space.training_hyperparameters),
             "recorded": {"seeds": seeds, "synthetic": True}}
     write_table(synthetic_rows(space, seeds), meta, path)
     return Path(path)

@@ -17,7 +17,7 @@ PACKAGE = Path(wrn_search.__file__).parent
 #: Lowest first; a module may import its own layer and those before it (README, "Layout").
 LAYERS = ("base", "network", "training", "spaces", "runs", "search", "simulation", "dashboards", "cli")
 #: Modules of the base layer (everything else is named by its sub-package).
-BASE = {"wrn_search", "wrn_search.errors", "wrn_search.checks", "wrn_search.pareto", "wrn_search.records",
+BASE = {"wrn_search", "wrn_search.errors", "wrn_search.checks", "wrn_search.pareto", "wrn_search.records", "wrn_search.plain",
         "wrn_search.compat"}
 #: The package's front: ``wrn_search`` re-exports the public API (lazily but for WRNSpec) and ``__main__`` runs
 #: the CLI; lower layers import the package only for its ``__version__``.

@@ -20,6 +20,7 @@ import pandas as pd
 from wrn_search.compat import upgrade_trial_attrs
 from wrn_search.network.spec import SPEC_COLUMNS
 from wrn_search.pareto import pareto_front
+from wrn_search.plain import plain
 from wrn_search.runs.files import read_jsonl, write_atomic
 from wrn_search.runs.layout import EPOCH_LOG, PARETO_CSV, RESULTS_CSV, TRIAL_LOG, RunManifest
 from wrn_search.runs.logs import EPOCH_SCHEMA, TRIAL_SCHEMA
@@ -200,11 +201,6 @@ def _counts(values: pd.Series) -> pd.Series:
     if (numbers.abs() < 2.0**63).where(numbers.notna(), True).all():
         return numbers.round().astype("Int64")
     return numbers
-
-
-def plain(value):
-    """A numpy scalar of a frame as the Python number ``json`` writes; anything else as it is."""
-    return value.item() if hasattr(value, "item") else value
 
 
 def _missing(value) -> bool:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from wrn_search.plain import plain
 from wrn_search.runs.logs import EpochsSpent
-from wrn_search.runs.results import SOURCE_RUN, RunResults, hyperparameters, plain, reused
+from wrn_search.runs.results import SOURCE_RUN, RunResults, hyperparameters, reused
 
 #: Fields of the best trial that :func:`status` reports, besides its searched hyperparameters.
 BEST_FIELDS = ("number", "trial_id", "name", "params", "macs", "val_error")

@@ -16,7 +16,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,11 +23,12 @@ import pandas as pd
 from wrn_search.errors import BadInput
 from wrn_search.network.spec import SPEC_COLUMNS
 from wrn_search.pareto import FrontScale
+from wrn_search.plain import plain
 from wrn_search.records import FAILED_OUTCOMES, TRAINING_OUTCOMES
 from wrn_search.runs.files import write_atomic
 from wrn_search.spaces.schema import DatasetSection, config_key
 from wrn_search.spaces.space import SearchSpace
-from wrn_search.training.recipe import MAX_EPOCHS, TRAINING_HYPERPARAMETERS, TrainConfig
+from wrn_search.training.recipe import MAX_EPOCHS, TrainConfig
 
 FORMAT = "wrn-search-table-v1"
 #: A config's columns: its architecture and cost; the searched training hyperparameters the space has follow.
@@ -57,9 +57,6 @@ def ready_tables() -> list[str]:
     return sorted(entry.name[: -len(".json")] for entry in files("wrn_search.tables").iterdir()
                   if entry.name.endswith(".json"))
 
-
-def hyperparameter_columns(space: SearchSpace) -> tuple[str, ...]:
-    return tuple(name for name in TRAINING_HYPERPARAMETERS if name in space.hyperparameters)
 
 
 def describe_key(key: tuple, hyperparameters: tuple[str, ...]) -> str:
@@ -156,11 +153,11 @@ class Table:
     def check_covers(self, space: SearchSpace) -> None:
         """Refuse a space that this table cannot replay: another recipe or dataset, or a grid point not recorded."""
         self.check_recipe(space)
-        extra = [name for name in hyperparameter_columns(space) if name not in self.hyperparameters]
+        extra = [name for name in space.training_hyperparameters if name not in self.hyperparameters]
         if extra:
             raise BadInput(f"table {self.source}: the space searches {', '.join(extra)}, "
                            f"which the table does not vary")
-        fixed = [name for name in self.hyperparameters if name not in hyperparameter_columns(space)]
+        fixed = [name for name in self.hyperparameters if name not in space.training_hyperparameters]
         if fixed:
             values = {name: sorted({key[1 + self.hyperparameters.index(name)] for key, _ in self.curves})
                       for name in fixed}
@@ -206,10 +203,10 @@ def load_table(name_or_path: str | Path) -> Table:
             frame = pd.read_csv(file, compression="gzip" if csv_path.name.endswith(".gz") else None)
     except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError, EOFError) as error:
         raise BadInput(f"table {source}: {csv_path} is not a readable CSV ({' '.join(str(error).split())})") from None
-    return _checked(frame, meta, source)
+    return _validated(frame, meta, source)
 
 
-def _checked(frame: pd.DataFrame, meta: dict, source: str) -> Table:
+def _validated(frame: pd.DataFrame, meta: dict, source: str) -> Table:
     hyperparameters = tuple(meta.get("hyperparameters", ()))
     required = (*CONFIG_COLUMNS, *hyperparameters, *EPOCH_COLUMNS)
     missing = [column for column in required if column not in frame.columns]
@@ -259,14 +256,5 @@ def write_table(frame: pd.DataFrame, meta: dict, path: str | Path) -> None:
     temp = csv_path.with_name(f".{csv_path.name}.partial")
     frame.to_csv(temp, index=False, compression={"method": "gzip", "mtime": 0} if compression else None)
     temp.replace(csv_path)
-    write_atomic(meta_path, json.dumps(_plain(meta), indent=1) + "\n")
+    write_atomic(meta_path, json.dumps(plain(meta), indent=1) + "\n")
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

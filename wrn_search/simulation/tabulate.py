@@ -35,7 +35,6 @@ from wrn_search.simulation.table import (
     FORMAT,
     Table,
     config_key,
-    hyperparameter_columns,
     is_complete,
     load_table,
     table_paths,
@@ -116,7 +115,7 @@ def tabulate(space: SearchSpace, seeds: int, out: str | Path, address: str | Non
     existing = existing_table(space, out)
     if not out.parent.is_dir():
         raise ValueError(f"out: {out.parent} is not a directory")
-    hyperparameters = hyperparameter_columns(space)
+    hyperparameters = space.training_hyperparameters
     epochs = space.training.epochs
     log_path = partial_log(out)
     recorded = pd.concat([existing.frame if existing else pd.DataFrame(),

@@ -23,6 +23,7 @@ import yaml
 
 from wrn_search.errors import BadInput
 from wrn_search.network.spec import SPEC_COLUMNS, WRNSpec, format_block_type
+from wrn_search.plain import plain
 from wrn_search.spaces.budget import Budget, CostModel, TrialBudget
 from wrn_search.spaces.parse import field_names, read_space, space_fields
 from wrn_search.spaces.sampling import Axis, BlockTypeOption, Structure
@@ -34,7 +35,7 @@ from wrn_search.spaces.schema import (
     SearchSettings,
 )
 from wrn_search.training.data import dataset_info
-from wrn_search.training.recipe import TrainConfig
+from wrn_search.training.recipe import TRAINING_HYPERPARAMETERS, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,12 @@ class SearchSpace:
         return sum(hi - lo + 1 for option in self.block_types for _, lo, hi in option.spans)
 
     @property
+    def training_hyperparameters(self) -> tuple[str, ...]:
+        """The searched TrainConfig fields (lr, weight_decay, batch_size), in that order: with the net's name
+        (dropout included) they identify a configuration (:func:`~wrn_search.spaces.schema.config_key`)."""
+        return tuple(name for name in TRAINING_HYPERPARAMETERS if name in self.hyperparameters)
+
+    @property
     def continuous(self) -> tuple[str, ...]:
         """Names of the searched hyperparameters drawn from a continuous range."""
         return tuple(name for name, axis in self.hyperparameters.items() if axis.continuous)
@@ -172,7 +179,7 @@ class SearchSpace:
         """The resolved space (defaults filled in) as plain YAML data; ``parse_space`` reads it back."""
         architecture = ({"architectures": [spec.name for spec in self.listed]} if self.listed is not None else {})
         dimensions = {**self.dimensions, **{name: axis.to_yaml() for name, axis in self.hyperparameters.items()}}
-        return _plain({
+        return plain({
             **({"dimensions": dimensions} if dimensions else {}),
             **architecture,
             "dataset": asdict(self.dataset),
@@ -253,11 +260,3 @@ def _check_grid(space: SearchSpace) -> None:
         raise BadInput(f"search.sampler: a grid of {points:,} points (architectures x searched values); at most "
                        f"{MAX_GRID:,}: fewer values, or a sampler such as tpe")
 
-
-def _plain(value: Any) -> Any:
-    """Tuples to lists, recursively, so ``yaml.safe_dump`` writes them."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
