@@ -148,12 +148,12 @@ class TimedSearcher:
     log: CallLog
 
     @property
-    def clock(self) -> Callable[[], float]:
-        return self.searcher.clock
+    def now(self) -> Callable[[], float]:
+        return self.searcher.now
 
-    @clock.setter
-    def clock(self, clock: Callable[[], float]) -> None:  # the simulation sets its simulated clock
-        self.searcher.clock = clock
+    @now.setter
+    def now(self, now: Callable[[], float]) -> None:  # the simulation sets its simulated clock
+        self.searcher.now = now
 
     def suggest(self, trial_id: str) -> dict | str | None:
         start = time.perf_counter()

@@ -56,13 +56,13 @@ class MOASHASearcher:
         self.trials = trials
         self.full_epochs = space.training.epochs
         self.random = np.random.RandomState(seed)
-        self.clock: Callable[[], float] = time.time
+        self.now: Callable[[], float] = time.time
 
     def suggest(self, trial_id: str) -> dict:
         values = {name: domain.sample(random_state=self.random) for name, domain in self.moasha.config_space.items()}
         number = len(self.trials)
         config = {**self.space.config(WRNSpec.parse(values.pop("architecture")), values), "number": number}
-        trial = Trial(number, config, datetime.fromtimestamp(self.clock()))
+        trial = Trial(number, config, datetime.fromtimestamp(self.now()))
         self.moasha.on_trial_add(trial)
         self.trials[trial_id] = trial
         return config

@@ -215,7 +215,7 @@ def test_a_searcher_saved_by_an_older_version_restores(tmp_path):
     path = tmp_path / "searcher.pkl"
     searcher.save(str(path))
     state = pickle.loads(path.read_bytes())
-    for name in ("clock", "started", "start_up", "budget"):
+    for name in ("now", "started", "start_up", "budget"):
         del state[name]
     state["samples"], state["epoch_budget"] = 3, None  # its budgets before TrialBudget
     path.write_bytes(pickle.dumps(state))

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wrn_search.network.spec import SPEC_COLUMNS, WRNSpec, parse_block_type
-from wrn_search.spaces.budget import Budget, CostModel, widen_factor_span
+from wrn_search.spaces.budget import CostBounds, CostModel, widen_factor_span
 from wrn_search.spaces.parse import ready_spaces
 from wrn_search.spaces.space import load_space, parse_space
 from wrn_search.training.data import dataset_info
@@ -256,7 +256,7 @@ def test_unmeetable_budget_names_the_achievable_sizes():
 )
 def test_width_span_matches_exact_filtering(n, kernels, low, step, count, max_params, min_params, max_macs):
     widths = [round(low + i * step, 10) for i in range(count)]
-    budget = Budget(max_params, min_params, max_macs)
+    budget = CostBounds(max_params, min_params, max_macs)
     fits = [budget.admits(*CIFAR.cost(n, k, kernels)) for k in widths]
     span = widen_factor_span(CIFAR, budget, n, kernels, widths)
     if span is None:
@@ -272,7 +272,7 @@ def test_width_span_matches_exact_filtering(n, kernels, low, step, count, max_pa
 def test_a_mac_budget_keeps_k_1_of_a_1x1_block_where_narrower_nets_miss():
     """Audit finding: k = 1 has no group-1 shortcut, so a B(1,1) net at k = 1 fits where k = 0.9375 does not."""
     widths = [0.5, 0.75, 0.875, 0.9375, 1, 1.25]
-    budget = Budget(max_macs=CIFAR.cost(1, 1, (1, 1))[1])
+    budget = CostBounds(max_macs=CIFAR.cost(1, 1, (1, 1))[1])
     assert [budget.admits(*CIFAR.cost(1, k, (1, 1))) for k in widths] == [True, True, True, False, True, False]
     assert widen_factor_span(CIFAR, budget, 1, (1, 1), widths) == (4, 4)
 
@@ -283,9 +283,9 @@ def test_rounded_channels_correct_the_quadratic_both_ways(kernels):
     widths = [round(1 + 0.01 * i, 10) for i in range(300)]
     costs = [CIFAR.cost(1, k, kernels)[0] for k in widths]
     for index in range(1, 300, 3):
-        span = widen_factor_span(CIFAR, Budget(max_params=costs[index]), 1, kernels, widths)
+        span = widen_factor_span(CIFAR, CostBounds(max_params=costs[index]), 1, kernels, widths)
         assert span == (0, max(i for i, cost in enumerate(costs) if cost <= costs[index]))
-        span = widen_factor_span(CIFAR, Budget(min_params=costs[index]), 1, kernels, widths)
+        span = widen_factor_span(CIFAR, CostBounds(min_params=costs[index]), 1, kernels, widths)
         assert span == (min(i for i, cost in enumerate(costs) if cost >= costs[index]), 299)
 
 
@@ -296,7 +296,7 @@ def test_defaults_and_sections():
     space = space_from("dimensions: {blocks_per_group: [2, 4], widen_factor: {min: 1, max: 2, step: 0.5}}")
     assert space.source == "test.yaml"
     assert space.dataset.name == "cifar10" and space.dataset.val_fraction == 0.1
-    assert space.training == TrainConfig() and space.budget == Budget()
+    assert space.training == TrainConfig() and space.budget == CostBounds()
     assert "training" in space.to_dict() and space.to_dict()["training"] == {}  # only what differs from the paper
     assert (space.search.objectives, space.search.sampler, space.search.scheduler) == (("val_error", "params"),
                                                                                       "tpe", "moasha")

@@ -33,7 +33,9 @@ def upgrade_trial_attrs(attrs: dict) -> dict:
 def upgrade_searcher_state(state: dict) -> None:
     """Bring the ``__dict__`` of a ``StudySearcher`` restored from an older snapshot up to date, in place:
     the fields it lacks get their starting values and those it no longer keeps go."""
-    for name, start in (("clock", lambda: time.time), ("started", dict), ("start_up", list),
+    if "clock" in state:  # an older searcher called its time source "clock" (a simulation's clock is seconds)
+        state["now"] = state.pop("clock")
+    for name, start in (("now", lambda: time.time), ("started", dict), ("start_up", list),
                         ("exhausted", lambda: False)):
         if name not in state:
             state[name] = start()

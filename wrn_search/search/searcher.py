@@ -85,7 +85,7 @@ class StudySearcher(OptunaSearch):
         #: Tune trial ids whose re-run after an error was told as a new trial.
         self.retried: set[str] = set()
         #: When each trial was asked for, by ``clock`` (the simulator replaces it with its own).
-        self.clock: Callable[[], float] = time.time
+        self.now: Callable[[], float] = time.time
         self.started: dict[str, float] = {}
         #: Whether the search ended because every configuration of a finite space was tried (:data:`EXHAUSTED`).
         self.exhausted = False
@@ -140,7 +140,7 @@ class StudySearcher(OptunaSearch):
             self.study.enqueue_trial(fixed)  # asked at once: never left WAITING in the study
             break
         config = super().suggest(trial_id)
-        self.started.setdefault(trial_id, self.clock())  # a trial asked again keeps its start
+        self.started.setdefault(trial_id, self.now())  # a trial asked again keeps its start
         trial = self._ot_trials[trial_id]
         trial.set_user_attr("trial_id", trial_id)
         return {**config, "number": trial.number, **self._continuation(trial_id, trial)}
@@ -234,7 +234,7 @@ class StudySearcher(OptunaSearch):
             "outcome": outcome, "epochs": int(result.get("epoch", 0)) if result else 0,
             "val_error": result.get("val_error") if result else None,
             "params": attrs.get("params"), "macs": attrs.get("macs"), "started": self.started.get(trial_id),
-            "time": self.clock(),
+            "time": self.now(),
         })
 
     def _objectives(self) -> list[str]:

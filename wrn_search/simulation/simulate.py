@@ -110,7 +110,7 @@ class Simulation:
     _exhausted: bool = False
 
     def run(self) -> list[FinishedTrial]:
-        self.searcher.clock = lambda: self.origin + self.clock
+        self.searcher.now = lambda: self.origin + self.clock
         self._fill()
         while self._events:
             time, _, trial_id = heapq.heappop(self._events)

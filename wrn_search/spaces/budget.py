@@ -1,5 +1,5 @@
 """Budgets: what a search may spend (:class:`TrialBudget`), and the parameter and MAC bounds of its nets
-(:class:`Budget`) with the widen factors that meet them, solved in closed form.
+(:class:`CostBounds`) with the widen factors that meet them, solved in closed form.
 
 For a fixed block type and blocks per group N, the cost model is a quadratic in
 the widen factor k once channel counts are left unrounded. :func:`widen_factor_span`
@@ -25,7 +25,7 @@ Measure = Callable[[int, tuple, tuple], float]
 
 
 @dataclass(frozen=True)
-class Budget:
+class CostBounds:
     """Bounds on a net's parameters and per-image MACs; ``None`` leaves a bound open. Bounds are inclusive."""
 
     max_params: int | None = None
@@ -95,7 +95,7 @@ class CostModel:
 
 
 def widen_factor_span(
-    model: CostModel, budget: Budget, n: int, kernels: tuple[int, ...], widen_factors: Sequence[float]
+    model: CostModel, budget: CostBounds, n: int, kernels: tuple[int, ...], widen_factors: Sequence[float]
 ) -> tuple[int, int] | None:
     """Indices ``(lo, hi)`` into the sorted ``widen_factors`` whose nets all meet ``budget``; ``None`` if none does.
 

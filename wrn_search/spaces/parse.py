@@ -32,7 +32,7 @@ from wrn_search.network.spec import (
     round_widen_factor,
     valid_depths_near,
 )
-from wrn_search.spaces.budget import Budget, CostModel, widen_factor_span
+from wrn_search.spaces.budget import CostBounds, CostModel, widen_factor_span
 from wrn_search.spaces.sampling import Axis, BlockTypeOption, arange
 from wrn_search.spaces.schema import (
     ARCHITECTURE_DIMENSIONS,
@@ -148,7 +148,7 @@ def space_fields(document: Any) -> dict:
             "search": search, "resources": resources}
 
 
-def _product(dims: dict, model: CostModel, budget: Budget) -> tuple[tuple[BlockTypeOption, ...], tuple[float, ...]]:
+def _product(dims: dict, model: CostModel, budget: CostBounds) -> tuple[tuple[BlockTypeOption, ...], tuple[float, ...]]:
     """Feasible block types, N and k spans of a product of dimensions; no feasible net at all is an error."""
     if "widen_factor" not in dims:
         raise BadInput("dimensions.widen_factor: required (an int range, a float range with step, or a list), "
@@ -180,7 +180,7 @@ def _product(dims: dict, model: CostModel, budget: Budget) -> tuple[tuple[BlockT
     return tuple(options), widen_factors
 
 
-def _listed(names: Any, model: CostModel, budget: Budget) -> tuple[WRNSpec, ...]:
+def _listed(names: Any, model: CostModel, budget: CostBounds) -> tuple[WRNSpec, ...]:
     if not isinstance(names, list) or not names:
         raise BadInput("architectures: must be a non-empty list of WRN names such as ['WRN-28-2', 'WRN-40-2-B(3,1)']")
     specs = []
@@ -330,12 +330,12 @@ def _training(raw: Any, searched: dict[str, Axis]) -> TrainConfig:
         raise BadInput(f"training.{error}") from None
 
 
-def _budget(raw: Any) -> Budget:
-    values = _section(raw, "budget", Budget)
+def _budget(raw: Any) -> CostBounds:
+    values = _section(raw, "budget", CostBounds)
     for key, value in values.items():
         if value is not None:
             require_int(value, f"budget.{key}", 1, MAX_PARAMS if key.endswith("_params") else MAX_COUNT)
-    budget = Budget(**values)
+    budget = CostBounds(**values)
     if None not in (budget.min_params, budget.max_params) and budget.min_params > budget.max_params:
         raise BadInput(f"budget: min_params {budget.min_params:,} is above max_params {budget.max_params:,}")
     return budget

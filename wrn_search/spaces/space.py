@@ -24,7 +24,7 @@ import yaml
 from wrn_search.errors import BadInput
 from wrn_search.network.spec import SPEC_COLUMNS, WRNSpec, format_block_type
 from wrn_search.plain import plain
-from wrn_search.spaces.budget import Budget, CostModel, TrialBudget
+from wrn_search.spaces.budget import CostBounds, CostModel, TrialBudget
 from wrn_search.spaces.parse import field_names, read_space, space_fields
 from wrn_search.spaces.sampling import Axis, BlockTypeOption, Structure
 from wrn_search.spaces.schema import (
@@ -54,7 +54,8 @@ class SearchSpace:
     dataset: DatasetSection
     #: The recipe every trial trains with, its searched hyperparameters on top (:meth:`TrainConfig.for_trial`).
     training: TrainConfig
-    budget: Budget
+    #: The ``budget:`` section: the cost bounds of every net the space offers.
+    budget: CostBounds
     search: SearchSettings
     resources: Resources
     source: str = field(default="", compare=False)
