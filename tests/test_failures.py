@@ -85,8 +85,12 @@ def test_resume_refuses_a_study_that_lost_the_trials_its_log_recorded(tmp_path, 
         (run_dir / "study.log").write_bytes(b"")
     else:
         optuna.delete_study(study_name=manifest["study_name"], storage=manifest["storage"])
+    before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
     result = run_cli("resume", str(run_dir), cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "trials.jsonl recorded" in lines[0] and "mix" in lines[0], result.stderr[-3000:]
-    assert not (run_dir / "tune").exists()
+    assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before  # no .lock either
+    (run_dir / ".lock").write_text('{"pid": 1}\n')  # a run that was held before keeps its holder record
+    assert run_cli("resume", str(run_dir), cwd=tmp_path).returncode == 2
+    assert (run_dir / ".lock").read_text() == '{"pid": 1}\n'

@@ -21,6 +21,8 @@ from pathlib import Path
 from wrn_search.errors import RunBusy
 
 LOCK_FILE = ".lock"
+#: A holder record is one short JSON line; more than this is not one.
+HOLDER_MAX_BYTES = 4096
 
 
 
@@ -35,20 +37,36 @@ def holder_text(path: Path) -> str:
 
 @contextmanager
 def run_dir_lock(run_dir: str | Path, command: str | None = None) -> Iterator[None]:
-    """Hold ``run_dir`` for the block; raise :class:`RunBusy` at once if another process holds it."""
+    """Hold ``run_dir`` for the block; raise :class:`RunBusy` at once if another process holds it.
+
+    A block that refuses (raises ``ValueError``: bad input, a damaged run) leaves the lock file as it found
+    it: its holder record restored, or the file removed if this call created it, so a refusal writes nothing.
+    """
     path = Path(run_dir) / LOCK_FILE
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        descriptor, created = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+    except FileExistsError:
+        descriptor, created = os.open(path, os.O_RDWR), False
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RunBusy(f"run_dir: {Path(run_dir)} is in use by {holder_text(path)}; wait for it to end "
                           "or stop it, then try again") from None
+        previous = os.pread(descriptor, HOLDER_MAX_BYTES, 0)
         record = {"pid": os.getpid(), "host": socket.gethostname(),
                   "command": command or " ".join(["wrn-search", *sys.argv[1:2]]),
                   "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, (json.dumps(record) + "\n").encode(), 0)
-        yield
+        try:
+            yield
+        except ValueError:
+            if created:
+                path.unlink(missing_ok=True)  # still held: a process that opens it now finds no file
+            else:
+                os.ftruncate(descriptor, 0)
+                os.pwrite(descriptor, previous, 0)
+            raise
     finally:
         os.close(descriptor)  # releases the flock
