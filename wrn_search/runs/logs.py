@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wrn_search.records import EpochRecord, TrialConfig
 from wrn_search.runs.files import LogSchema, Number, _jsonable, append_jsonl, read_jsonl
 from wrn_search.runs.layout import EPOCH_LOG
 
@@ -41,7 +42,7 @@ EPOCH_KEYS = ("epoch", "train_loss", "val_error", "val_loss", "lr", "images_per_
               "params", "macs", "outcome", "node_id")
 
 
-def epoch_record(trial_id: str, config: dict, result: dict, resources: dict, now: float) -> dict:
+def epoch_record(trial_id: str, config: TrialConfig, result: dict, resources: dict, now: float) -> EpochRecord:
     """One line of ``epochs.jsonl``: the trial, its reported epoch, the resources it held, and when."""
     record = {"trial_id": trial_id, "number": config.get("number"), "name": config.get("name")}
     record.update({key: result[key] for key in EPOCH_KEYS if key in result})

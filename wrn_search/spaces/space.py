@@ -24,6 +24,7 @@ import yaml
 from wrn_search.errors import BadInput
 from wrn_search.network.spec import SPEC_COLUMNS, WRNSpec, format_block_type
 from wrn_search.plain import plain
+from wrn_search.records import TrialConfig
 from wrn_search.spaces.budget import CostBounds, CostModel, TrialBudget
 from wrn_search.spaces.parse import field_names, read_space, space_fields
 from wrn_search.spaces.sampling import Axis, BlockTypeOption, Structure
@@ -86,7 +87,7 @@ class SearchSpace:
             trial.set_user_attr(key, config[key])
         return config
 
-    def config(self, spec: WRNSpec, values: dict) -> dict:
+    def config(self, spec: WRNSpec, values: dict) -> TrialConfig:
         """The trial config of ``spec`` with the searched hyperparameter ``values`` (dropout goes into the spec).
 
         The spec's :data:`~wrn_search.network.spec.SPEC_COLUMNS` (a trial builds its net from them,
@@ -160,7 +161,7 @@ class SearchSpace:
         return {"architecture": [spec.name for spec in self.architectures()],
                 **{name: axis.grid(f"dimensions.{name}") for name, axis in self.hyperparameters.items()}}
 
-    def grid_configs(self) -> Iterator[dict]:
+    def grid_configs(self) -> Iterator[TrialConfig]:
         """The trial config of every point of the grid (:meth:`grid_axes`), architectures in enumeration order."""
         axes = self.grid_axes()
         names = axes.pop("architecture")
