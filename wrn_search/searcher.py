@@ -33,7 +33,7 @@ from .samplers import AskTellGridSampler  # noqa: F401  (grid runs pickled befor
 from .recipe import CONTINUES, START_EPOCH
 from .samplers import RUNG_VALUES, START_UP_TRIALS, DistinctSampler, RungTPESampler, make_sampler
 from .space import SearchSpace
-from .warmstart import CONTINUES_EXPERIMENT, CONTINUES_TRIAL, continued_from
+from .warmstart import CONTINUES_EXPERIMENT, CONTINUES_TRIAL, continued_from, reused_nets
 
 #: What a run or a simulation says when its searcher stopped because every configuration was tried.
 EXHAUSTED = "every configuration of the space has been tried; no new trial started"
@@ -65,7 +65,9 @@ class StudySearcher(OptunaSearch):
         fresh = (isinstance(getattr(sampler, "base", sampler), RungTPESampler)
                  and not any("trial_id" in trial.user_attrs for trial in self.study.get_trials(deepcopy=False)))
         #: Architecture parameters of the start-up trials still to ask (saved with the searcher).
-        self.start_up = space.spread_over_params(START_UP_TRIALS, space.search.seed) if fresh else []
+        # A warm start's reused nets are known already: the spread covers the others.
+        self.start_up = space.spread_over_params(START_UP_TRIALS, space.search.seed,
+                                                 leave_out=reused_nets(self.study)) if fresh else []
         self.run_dir = str(run_dir)
         self.budget = budget
         self.full_epochs = space.training.epochs
