@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 
 import optuna
@@ -13,6 +14,7 @@ from search_helpers import LEARNING_RATES, run_cli, study_of, write_document, wr
 from table_fixtures import write_synthetic_table
 
 from wrn_search.cli import main
+from wrn_search.network.spec import WRNSpec
 from wrn_search.runs.files import read_jsonl
 from wrn_search.runs.layout import EPOCH_LOG, SCHEDULER_LOG, RunManifest
 from wrn_search.runs.results import SOURCE_RUN, SOURCE_TRIAL, load_run
@@ -235,3 +237,47 @@ def test_a_real_search_warm_started_from_a_smaller_one_trains_nothing_again_and_
     summary = status(run_dir)
     assert summary["reused"] == {str(source): 3}
     assert summary["resume_would"] == {"continue_unfinished": 0, "start_new": 4 - len(new)}
+
+
+def nets_of(space, start_up: list[dict]) -> list:
+    """The nets (dropout 0) that start-up architecture parameters stand for."""
+    by_params = {tuple(sorted(space.structure.params(spec).items())): spec for spec in space.architectures()}
+    return [by_params[tuple(sorted(params.items()))] for params in start_up]
+
+
+def test_a_warm_started_search_spreads_its_start_up_trials_over_the_nets_no_reused_trial_has(bench):
+    """A bad guide (an earlier run of other nets) must not make a search slower than a cold one: its reused nets
+    are known, so the start-up spread goes to the others (benchmarks/README.md, warm start's bad guide)."""
+    from wrn_search.search.samplers import START_UP_TRIALS
+    from wrn_search.search.searcher import StudySearcher
+
+    directory, full, table, source = bench
+    space = load_space(full)
+    warm = WarmStart.plan(space, [source], directory / "runs" / "spread", table=table.source)
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="spread", storage=storage, directions=["minimize"] * 2)
+    warm.apply(study, None)
+    searcher = StudySearcher(space, directory, "spread", "", space.trial_budget(), storage=storage)
+    reused = {dataclasses.replace(WRNSpec.parse(t.user_attrs["name"]), dropout=0.0) for t in warm.trials}
+    others = [spec for spec in space.architectures() if spec not in reused]
+    assert reused and others  # the sub-space's nets were reused, the full space's narrowest were not
+    assert sorted(nets_of(space, searcher.start_up), key=str) == sorted(others, key=str)  # fewer than 10: all
+    # A cold search's spread is the one it always was.
+    cold = StudySearcher(space, directory, "cold", "", space.trial_budget(),
+                         storage=optuna.storages.InMemoryStorage())
+    assert cold.start_up == space.spread_over_params(START_UP_TRIALS, space.search.seed)
+    assert len(cold.start_up) == len(list(space.architectures())) == 9
+
+
+def test_the_start_up_spread_cuts_the_nets_it_does_not_leave_out_into_strata():
+    space = load_space("digits-wrn")
+    specs = sorted(space.architectures(), key=lambda spec: space.cost(spec)[0])
+    largest = specs[3 * len(specs) // 4:]  # what a bad guide searched
+    rest = specs[:3 * len(specs) // 4]
+    nets = nets_of(space, space.spread_over_params(10, 0, leave_out=set(largest)))
+    assert len(nets) == 10 and not set(nets) & set(largest)
+    sizes = sorted(space.cost(spec)[0] for spec in nets)
+    for stratum, size in enumerate(sizes):  # one net from each tenth of the nets left
+        members = rest[stratum * len(rest) // 10:(stratum + 1) * len(rest) // 10]
+        assert space.cost(members[0])[0] <= size <= space.cost(members[-1])[0]
+    assert space.spread_over_params(10, 0, leave_out=set(specs)) == []

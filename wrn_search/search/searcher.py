@@ -41,7 +41,7 @@ from wrn_search.search.samplers import (
     RungTPESampler,
     make_sampler,
 )
-from wrn_search.search.warmstart import CONTINUES_EXPERIMENT, CONTINUES_TRIAL, continued_from
+from wrn_search.search.warmstart import CONTINUES_EXPERIMENT, CONTINUES_TRIAL, continued_from, reused_nets
 from wrn_search.spaces.budget import TrialBudget
 from wrn_search.spaces.space import SearchSpace
 from wrn_search.training.recipe import CONTINUES, START_EPOCH
@@ -76,7 +76,9 @@ class StudySearcher(OptunaSearch):
         fresh = (isinstance(getattr(sampler, "base", sampler), RungTPESampler)
                  and not any("trial_id" in trial.user_attrs for trial in self.study.get_trials(deepcopy=False)))
         #: Architecture parameters of the start-up trials still to ask (saved with the searcher).
-        self.start_up = space.spread_over_params(START_UP_TRIALS, space.search.seed) if fresh else []
+        # A warm start's reused nets are known already: the spread covers the others.
+        self.start_up = space.spread_over_params(START_UP_TRIALS, space.search.seed,
+                                                 leave_out=reused_nets(self.study)) if fresh else []
         self.run_dir = str(run_dir)
         self.budget = budget
         self.full_epochs = space.training.epochs

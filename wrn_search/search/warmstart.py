@@ -156,6 +156,13 @@ class WarmStart:
                 scheduler.add(milestone, f"reused-{number}", values, stopped)
 
 
+def reused_nets(study: optuna.Study) -> set[WRNSpec]:
+    """The nets (dropout 0) of the study's trials reused from earlier runs: a warm-started search spreads its
+    start-up trials over the other nets (:meth:`SearchSpace.spread_over_params`); none in a cold study."""
+    return {replace(WRNSpec.parse(trial.user_attrs["name"]), dropout=0.0)
+            for trial in study.get_trials(deepcopy=False) if SOURCE_RUN in trial.user_attrs}
+
+
 def _recipe(space: SearchSpace, values: dict) -> dict:
     """What decides a configuration's result in ``space``: its recipe with the values ``space`` searches on top."""
     return space.training.for_trial({name: values[name] for name in space.hyperparameters}).recipe()

@@ -14,7 +14,7 @@ import itertools
 import math
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -101,16 +101,19 @@ class SearchSpace:
         params, macs = self.cost(spec)
         return {**spec.columns(), "params": params, "macs": macs, **values}
 
-    def spread_over_params(self, count: int, seed: int) -> list[dict]:
+    def spread_over_params(self, count: int, seed: int, leave_out: Collection[WRNSpec] = ()) -> list[dict]:
         """Architecture parameters of up to ``count`` feasible nets spread over the params axis, for a study's
         first trials: the nets sorted by params are cut into ``count`` equal strata and one is drawn from
         each (seeded), cheapest first by MACs. Params and MACs are exact before training; random start-up
         trials are not spread. The first trials at an empty rung always continue, so cheap ones first put
         finished points on the front soonest (on every shipped table, benchmarks/README.md). Empty for
-        named architectures and the grid (those enumerate nets themselves)."""
+        named architectures and the grid (those enumerate nets themselves). ``leave_out``: nets (dropout 0) the
+        study knows already (a warm start's, :func:`~wrn_search.search.warmstart.reused_nets`); the strata cut
+        the rest."""
         if self.listed is not None or self.search.sampler == "grid":
             return []
-        specs = sorted(self.architectures(), key=lambda spec: (self.cost(spec)[0], spec.name))
+        specs = sorted((spec for spec in self.architectures() if spec not in leave_out),
+                       key=lambda spec: (self.cost(spec)[0], spec.name))
         count = min(count, len(specs))
         rng = random.Random(seed)
         picks = [rng.choice(specs[j * len(specs) // count:(j + 1) * len(specs) // count]) for j in range(count)]
