@@ -1,11 +1,16 @@
-"""Runs made before the journal default kept their study in ``RUN_DIR/study.db`` (SQLite): every command
-still reads and resumes them, and none writes a journal beside them."""
+"""Runs of earlier versions: those made before the journal default kept their study in ``RUN_DIR/study.db``
+(SQLite), and every command still reads and resumes them without writing a journal beside them; those
+made before the layout by layer pickled their Tune snapshot under the flat layout's module names, which
+``resume`` resolves (``wrn_search.compat``)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 
+import pytest
 from search_helpers import run_cli, study_of, write_space
 from test_dashboard import ask
 
@@ -69,3 +74,48 @@ def test_a_study_db_run_resumes_and_every_reader_reads_it(local_ray, tmp_path, m
     status_code, body = served(optuna_server(storage, "127.0.0.1", 0), f"/api/studies/{study_id}")
     assert status_code == 200 and b"WRN-" in body
     assert not (run_dir / STUDY_JOURNAL).exists()
+
+
+#: What the Tune snapshot (``tuner.pkl``, the searcher's state) of a run made by the flat layout (commit
+#: 9d5ebad) pickles by reference, as a recording unpickler listed it, and where each is now.
+FLAT_LAYOUT_PICKLES = {
+    ("wrn_search.budget", "Budget"): ("wrn_search.spaces.budget", "CostBounds"),
+    ("wrn_search.budget", "TrialBudget"): ("wrn_search.spaces.budget", "TrialBudget"),
+    ("wrn_search.checkpoints", "trial_dirname"): ("wrn_search.runs.checkpoints", "trial_dirname"),
+    ("wrn_search.recipe", "TrainConfig"): ("wrn_search.training.recipe", "TrainConfig"),
+    ("wrn_search.rundir", "EpochsSpent"): ("wrn_search.runs.logs", "EpochsSpent"),
+    ("wrn_search.samplers", "DistinctSampler"): ("wrn_search.search.samplers", "DistinctSampler"),
+    ("wrn_search.samplers", "RungTPESampler"): ("wrn_search.search.samplers", "RungTPESampler"),
+    ("wrn_search.schedulers", "SuccessiveHalving"): ("wrn_search.search.schedulers", "SuccessiveHalving"),
+    ("wrn_search.search", "EpochLogger"): ("wrn_search.search.epoch_logger", "EpochLogger"),
+    ("wrn_search.searcher", "RerunAwareConcurrencyLimiter"): ("wrn_search.search.searcher", "RerunAwareConcurrencyLimiter"),
+    ("wrn_search.searcher", "ResumableSearchGenerator"): ("wrn_search.search.searcher", "ResumableSearchGenerator"),
+    ("wrn_search.searcher", "StudySearcher"): ("wrn_search.search.searcher", "StudySearcher"),
+    ("wrn_search.space", "Axis"): ("wrn_search.spaces.sampling", "Axis"),
+    ("wrn_search.space", "BlockTypeOption"): ("wrn_search.spaces.sampling", "BlockTypeOption"),
+    ("wrn_search.space", "DatasetSection"): ("wrn_search.spaces.schema", "DatasetSection"),
+    ("wrn_search.space", "Resources"): ("wrn_search.spaces.schema", "Resources"),
+    ("wrn_search.space", "SearchSettings"): ("wrn_search.spaces.schema", "SearchSettings"),
+    ("wrn_search.space", "SearchSpace"): ("wrn_search.spaces.space", "SearchSpace"),
+    ("wrn_search.space", "SearchSpace.suggest"): ("wrn_search.spaces.space", "SearchSpace.suggest"),
+}
+
+
+@pytest.mark.parametrize("aliased", [False, True])
+def test_a_snapshot_pickled_by_the_flat_layout_unpickles(aliased):
+    """Each global a flat-layout snapshot holds, as pickle's GLOBAL opcode names it, in a fresh interpreter:
+    found at its new home once the old names are aliased, and not found without."""
+    code = ("import importlib, pickle, sys\n"
+            f"import wrn_search.compat\n{'wrn_search.compat.alias_old_modules()' if aliased else ''}\n"
+            f"pairs = {FLAT_LAYOUT_PICKLES!r}\n"
+            "for (module, name), (home, qualname) in pairs.items():\n"
+            "    expected = importlib.import_module(home)\n"
+            "    for part in qualname.split('.'):\n"
+            "        expected = getattr(expected, part)\n"
+            "    found = pickle.loads(b'\\x80\\x04c' + f'{module}\\n{name}\\n'.encode() + b'.')\n"
+            "    assert found is expected, (module, name, found, expected)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if aliased:
+        assert result.returncode == 0, result.stderr[-2000:]
+    else:
+        assert result.returncode == 1 and "Error" in result.stderr

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ray import tune
 
+from wrn_search.compat import alias_old_modules
 from wrn_search.errors import RunDirUnwritable, SearchInterrupted, SearchStalled
 from wrn_search.runs.checkpoints import trial_dirname
 from wrn_search.runs.files import read_jsonl
@@ -256,6 +257,7 @@ def resume_search(run_dir: str | Path, samples: int | None = None, address: str 
             trainable = build_trainable(space, dataset, manifest.tune_path)
             if has_snapshot(manifest.tune_path):
                 headline = f"resuming {run_dir}"
+                alias_old_modules()  # a snapshot of a run made before the layout by layer names old modules
                 tuner = tune.Tuner.restore(manifest.tune_path, trainable, resume_unfinished=True,
                                            resume_errored=True)
             else:
