@@ -91,6 +91,8 @@ FLAT_LAYOUT_PICKLES = {
     ("wrn_search.searcher", "RerunAwareConcurrencyLimiter"): ("wrn_search.search.searcher", "RerunAwareConcurrencyLimiter"),
     ("wrn_search.searcher", "ResumableSearchGenerator"): ("wrn_search.search.searcher", "ResumableSearchGenerator"),
     ("wrn_search.searcher", "StudySearcher"): ("wrn_search.search.searcher", "StudySearcher"),
+    # a grid run's sampler, pickled from the searcher before the sampler moved to samplers.py
+    ("wrn_search.searcher", "AskTellGridSampler"): ("wrn_search.search.samplers", "AskTellGridSampler"),
     ("wrn_search.space", "Axis"): ("wrn_search.spaces.sampling", "Axis"),
     ("wrn_search.space", "BlockTypeOption"): ("wrn_search.spaces.sampling", "BlockTypeOption"),
     ("wrn_search.space", "DatasetSection"): ("wrn_search.spaces.schema", "DatasetSection"),

@@ -71,7 +71,8 @@ OLD_MODULES: dict[str, tuple[str, ...]] = {
     "wrn_search.results": ("wrn_search.runs.results", "wrn_search.runs.storage"),
     "wrn_search.run_status": ("wrn_search.runs.status",),
     "wrn_search.export": ("wrn_search.runs.export",),
-    "wrn_search.searcher": ("wrn_search.search.searcher",),
+    # AskTellGridSampler was the searcher's before it moved to the samplers: grid runs pickled it from there.
+    "wrn_search.searcher": ("wrn_search.search.searcher", "wrn_search.search.samplers"),
     "wrn_search.samplers": ("wrn_search.search.samplers",),
     "wrn_search.schedulers": ("wrn_search.search.schedulers",),
     "wrn_search.trainable": ("wrn_search.search.trainable",),

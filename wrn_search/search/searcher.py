@@ -36,7 +36,6 @@ from wrn_search.runs.storage import open_storage
 from wrn_search.search.samplers import (
     RUNG_VALUES,
     START_UP_TRIALS,
-    AskTellGridSampler,  # noqa: F401  (grid runs pickled before it moved import it from here)
     DistinctSampler,
     RungTPESampler,
     make_sampler,
