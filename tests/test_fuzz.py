@@ -107,3 +107,85 @@ def test_a_run_with_any_log_lines_reads(run_dir, epoch_lines, trial_lines):
         path.write_bytes(kept + b"\n#fuzz\n" + b"\n".join(extra))
     results = RunResults.load(run_dir)
     assert len(results.trials) == 8
+
+
+@pytest.fixture(scope="module")
+def table_files(tmp_path_factory) -> tuple[bytes, bytes, Path]:
+    """A small valid table (its CSV and its JSON description) to mutate, and the folder to write them to."""
+    from search_helpers import write_space
+    from table_fixtures import write_synthetic_table
+
+    directory = tmp_path_factory.mktemp("fuzz-table")
+    space = load_space(write_space(directory, dimensions={"lr": [0.05, 0.1]}, training={"epochs": 3}))
+    write_synthetic_table(space, directory / "valid.csv", seeds=1)
+    return (directory / "valid.csv").read_bytes(), (directory / "valid.json").read_bytes(), directory
+
+
+#: A change to one CSV cell: a value of another kind, or nothing.
+cells = st.one_of(st.text(string.printable, max_size=12), st.sampled_from(["", "nan", "inf", "-1", "1e400", "10" * 30]),
+                  st.integers(min_value=-(10**30), max_value=10**30).map(str), st.floats().map(repr))
+
+
+@FUZZ
+@given(st.data())
+def test_a_table_loads_or_is_one_value_error(table_files, data):
+    """A benchmark table (``wrn-search simulate --table``): a torn or edited CSV, a changed cell, garbage, or a
+    description of any JSON, loads or is one line."""
+    from wrn_search.simulation.table import load_table
+
+    csv, description, directory = table_files
+    rows = csv.decode().splitlines()
+    how = data.draw(st.sampled_from(["cell", "torn", "garbage", "description"]))
+    if how == "cell":
+        row = data.draw(st.integers(0, len(rows) - 1))
+        values = rows[row].split(",")
+        values[data.draw(st.integers(0, len(values) - 1))] = data.draw(cells).replace(",", ";").replace("\n", " ")
+        rows[row] = ",".join(values)
+        csv = "\n".join(rows).encode()
+    elif how == "torn":
+        csv = csv[: data.draw(st.integers(0, len(csv)))]
+    elif how == "garbage":
+        csv = data.draw(st.binary(max_size=200))
+    else:
+        description = data.draw(st.one_of(json_values.map(json.dumps), st.binary(max_size=80))).__str__().encode()
+    (directory / "table.csv").write_bytes(csv)
+    (directory / "table.json").write_bytes(description)
+    try:
+        load_table(str(directory / "table.csv"))
+    except ValueError as error:
+        assert "\n" not in str(error), str(error)
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_a_lock_holder_record_of_any_bytes_names_a_holder(folder, content):
+    """``.lock`` names its holder in a refusal; whatever a kill or an edit left in it, the refusal still reads."""
+    from wrn_search.runs.lock import holder_text
+
+    (folder / ".lock").write_bytes(content)
+    assert isinstance(holder_text(folder / ".lock"), str)
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_a_checkpoint_epoch_file_of_any_bytes_is_a_number_or_none(folder, content):
+    """A checkpoint's ``epoch.json`` sorts the checkpoints: garbage makes that checkpoint no candidate."""
+    from wrn_search.runs.checkpoints import EPOCH_FILE, TrialCheckpoints
+
+    (folder / EPOCH_FILE).write_bytes(content)
+    epoch = TrialCheckpoints(str(folder), 0)._epoch(str(folder))
+    assert epoch is None or isinstance(epoch, int)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.binary(max_size=400), st.just(b"PK\x03\x04" + b"\x00" * 40)))
+def test_a_checkpoint_of_any_bytes_is_one_checkpoint_error(folder, content):
+    """``wrn-search export`` of a damaged ``checkpoint.pt``: one line naming it, no unpickling traceback."""
+    from wrn_search.runs.export import load_checkpoint_model
+    from wrn_search.training.checkpoint_format import CheckpointError
+
+    path = folder / "checkpoint.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint_model(path)
+    assert "\n" not in str(error.value) and str(path) in str(error.value)
