@@ -107,3 +107,13 @@ def test_every_sampler_and_scheduler_a_space_may_name_has_one_builder():
     from wrn_search.spaces.schema import SAMPLERS, SCHEDULERS
 
     assert tuple(SAMPLER_BUILDERS) == SAMPLERS and tuple(SCHEDULER_BUILDERS) == SCHEDULERS
+
+
+def test_every_module_imports():
+    """A name moved without its importers following fails here, not in the one command that imports it."""
+    code = ("import importlib, pkgutil, wrn_search\n"
+            "for module in pkgutil.walk_packages(wrn_search.__path__, 'wrn_search.'):\n"
+            "    if not module.name.endswith('__main__'):\n"
+            "        importlib.import_module(module.name)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -26,7 +26,7 @@ from ray.tune.search import Searcher, SearchGenerator
 from wrn_search import __version__
 from wrn_search.runs.files import append_jsonl, read_jsonl
 from wrn_search.search.cluster import ray_session
-from wrn_search.search.orchestrate import environment
+from wrn_search.search.interrupts import environment
 from wrn_search.search.quiet import TUNE_NEW_OUTPUT_ENV
 from wrn_search.search.trainable import build_trainable, load_space_dataset
 from wrn_search.simulation.table import (
