@@ -143,13 +143,13 @@ def open_storage(url: str, read_only: bool = False):
     journal = "://" not in url and url.endswith((".log", ".jsonl"))
     try:
         if journal:
-            from optuna.storages.journal import JournalFileBackend
+            from .journal import GroupCommitJournalBackend
 
             if read_only and not Path(url).is_file():
                 raise StudyRefused(f"study-storage: {url} does not exist (no study yet?)")
             if not read_only:
                 cut_torn_record(Path(url))
-            return optuna.storages.JournalStorage(JournalFileBackend(url))
+            return optuna.storages.JournalStorage(GroupCommitJournalBackend(url))  # fsynced per decision
         if not read_only:
             _check_sqlite_file(_sqlite_path(url))
         return optuna.storages.RDBStorage(_read_only_url(url) if read_only else url, skip_table_creation=read_only)

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from collections.abc import Callable, Iterator
@@ -26,10 +27,11 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.samplers._tpe.sampler import default_gamma, default_gamma_multiobjective
+from optuna.search_space.group_decomposed import _GroupDecomposedSearchSpace, _SearchSpaceGroup
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from .pareto import promotion_order
+from .pareto import promotion_best, promotion_order
 from .recipe import CONTINUES
 from .space import SearchSpace, config_key
 
@@ -60,6 +62,16 @@ class AskTellGridSampler(optuna.samplers.GridSampler):
 def rung_order(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """Finished trials best first: more epochs reached first, then :func:`promotion_order` among trials
     that reached the same epochs (COMPLETE ones at their final values, PRUNED ones at their rung)."""
+    levels, unranked = _rung_levels(trials)
+    ordered = []
+    for level in sorted(levels, reverse=True):
+        members = levels[level]
+        ordered.extend(members[i] for i in promotion_order(_level_points(level, members)))
+    return ordered + unranked
+
+
+def _rung_levels(trials: list[FrozenTrial]) -> tuple[dict[float, list[FrozenTrial]], list[FrozenTrial]]:
+    """The trials by the epochs they reached (COMPLETE: infinity), and those with no rung recorded."""
     levels: dict[float, list[FrozenTrial]] = {}
     unranked = []
     for trial in trials:
@@ -69,12 +81,32 @@ def rung_order(trials: list[FrozenTrial]) -> list[FrozenTrial]:
             levels.setdefault(float(trial.user_attrs.get("epochs", 0)), []).append(trial)
         else:
             unranked.append(trial)  # stopped before the searcher recorded rungs
-    ordered = []
+    return levels, unranked
+
+
+def _level_points(level: float, members: list[FrozenTrial]) -> list[tuple]:
+    return [tuple(t.values if level == math.inf else t.user_attrs[RUNG_VALUES]) for t in members]
+
+
+def rung_split(trials: list[FrozenTrial], count: int) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+    """``rung_order(trials)[:count]`` and the rest, each in the order of ``trials``: TPE's two groups.
+
+    Only the level where the count ends is ranked (:func:`promotion_best`); the levels above and
+    below it fall wholly in one group. In a large study most trials were stopped at the first rung,
+    and ordering them took most of a suggest's time.
+    """
+    levels, unranked = _rung_levels(trials)
+    chosen: set[int] = set()
+    left = count
     for level in sorted(levels, reverse=True):
         members = levels[level]
-        points = [tuple(t.values if level == math.inf else t.user_attrs[RUNG_VALUES]) for t in members]
-        ordered.extend(members[i] for i in promotion_order(points))
-    return ordered + unranked
+        if left <= 0:
+            break
+        picked = range(len(members)) if len(members) <= left else promotion_best(_level_points(level, members), left)
+        chosen.update(members[i].number for i in picked)
+        left -= len(picked)
+    chosen.update(trial.number for trial in unranked[:max(left, 0)])
+    return [t for t in trials if t.number in chosen], [t for t in trials if t.number not in chosen]
 
 
 def superseded(trials: list[FrozenTrial]) -> set[int]:
@@ -95,6 +127,25 @@ class RungTPESampler(optuna.samplers.TPESampler):
 
     choose: Callable[[list[dict[str, Any]], np.ndarray, bool], dict[str, Any] | None] | None = None
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self._group_decomposed_search_space is not None:
+            self._group_decomposed_search_space = IncrementalGroupDecomposedSearchSpace(include_pruned=True)
+        self._internal_repr = InternalReprCache()
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_internal_repr", InternalReprCache())  # a sampler pickled before the caches
+        groups = self._group_decomposed_search_space
+        if groups is not None and not isinstance(groups, IncrementalGroupDecomposedSearchSpace):
+            incremental = IncrementalGroupDecomposedSearchSpace(groups._include_pruned)
+            incremental.__dict__.update(groups.__dict__, _added=set())
+            self._group_decomposed_search_space = incremental
+
+    def _get_internal_repr(self, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution],
+                           study: Study) -> dict[str, np.ndarray]:
+        return self._internal_repr.observations(trials, search_space, lambda trial: self._get_params(trial, study))
+
     def _sample(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         # Optuna's TPESampler._sample with the split replaced; Optuna has no hook for the split.
         states = [TrialState.COMPLETE, TrialState.PRUNED] + ([TrialState.RUNNING] if self._constant_liar else [])
@@ -103,10 +154,9 @@ class RungTPESampler(optuna.samplers.TPESampler):
         trials = [t for t in trials if t.number != trial.number and t.number not in continued]
         finished = [t for t in trials if t.state != TrialState.RUNNING]
         gamma = self._gamma or (default_gamma if len(study.directions) <= 1 else default_gamma_multiobjective)
-        ordered = rung_order(finished)
-        n_below = min(gamma(len(finished)), len(ordered))
-        below = sorted(ordered[:n_below], key=lambda t: t.number)
-        above = sorted(ordered[n_below:] + [t for t in trials if t.state == TrialState.RUNNING], key=lambda t: t.number)
+        best, rest = rung_split(finished, min(gamma(len(finished)), len(finished)))  # rung_order's first n
+        below = sorted(best, key=lambda t: t.number)
+        above = sorted(rest + [t for t in trials if t.state == TrialState.RUNNING], key=lambda t: t.number)
         mpe_below = self._build_parzen_estimator(study, search_space, below, handle_below=True)
         mpe_above = self._build_parzen_estimator(study, search_space, above, handle_below=False)
         for batch in range(1 if self.choose is None else ATTEMPTS):
@@ -121,6 +171,76 @@ class RungTPESampler(optuna.samplers.TPESampler):
             if chosen is not None:
                 return chosen
         raise AssertionError("choose picks from the last batch")
+
+
+class InternalReprCache:
+    """Optuna's ``TPESampler._get_internal_repr`` with each finished trial's values converted once.
+
+    TPE rebuilds its estimators from every trial on each suggest; converting each parameter of each
+    trial to Optuna's internal value was a loop over the whole study. A finished trial never changes
+    (Optuna refuses to update it), so its row is kept by trial number; a running trial's is made again
+    each time (TPE's constant liar reads its parameters from its system attributes).
+    """
+
+    _ABSENT = object()
+
+    def __init__(self):
+        self._rows: dict[tuple[str, ...], tuple[list, dict[int, tuple | None]]] = {}
+
+    def __reduce__(self):
+        return InternalReprCache, ()  # derived from the study: rebuilt, never saved with the searcher
+
+    def observations(self, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution],
+                     params_of: Callable[[FrozenTrial], dict[str, Any]]) -> dict[str, np.ndarray]:
+        space = list(search_space.items())
+        names = tuple(search_space)
+        known, rows = self._rows.get(names, (None, None))
+        if known != space:  # another distribution under the same names: start again
+            rows = {}
+            self._rows[names] = (space, rows)
+        matrix = []
+        for trial in trials:
+            finished = trial.state.is_finished()
+            row = rows.get(trial.number, self._ABSENT) if finished else self._ABSENT
+            if row is self._ABSENT:
+                params = params_of(trial)
+                row = (tuple(distribution.to_internal_repr(params[name]) for name, distribution in space)
+                       if search_space.keys() <= params.keys() else None)
+                if finished:
+                    rows[trial.number] = row
+            if row is not None:
+                matrix.append(row)
+        if not matrix:
+            return {name: np.asarray([]) for name in search_space}
+        values = np.array(matrix, dtype=float)
+        # As Optuna's: a categorical's internal values are choice indices (integers), the others floats.
+        return {name: values[:, j].astype(np.int64) if isinstance(distribution, CategoricalDistribution)
+                else values[:, j] for j, (name, distribution) in enumerate(space)}
+
+
+class IncrementalGroupDecomposedSearchSpace(_GroupDecomposedSearchSpace):
+    """Optuna's group decomposition, adding each finished trial's distributions once, not on every suggest.
+
+    Adding the distributions of a trial a second time leaves the groups as they are (each group is
+    then inside them or apart from them), and a finished trial's distributions never change, so
+    skipping the trials added before gives the same groups in the same order.
+    """
+
+    def __init__(self, include_pruned: bool = False) -> None:
+        super().__init__(include_pruned)
+        self._added: set[int] = set()
+
+    def calculate(self, study: Study, use_cache: bool = False) -> _SearchSpaceGroup:
+        if self._study_id is None:
+            self._study_id = study._study_id
+        elif self._study_id != study._study_id:
+            raise ValueError("`_GroupDecomposedSearchSpace` cannot handle multiple studies.")
+        states = (TrialState.COMPLETE, TrialState.PRUNED) if self._include_pruned else (TrialState.COMPLETE,)
+        for trial in study._get_trials(deepcopy=False, states=states, use_cache=use_cache):
+            if trial.number not in self._added:
+                self._added.add(trial.number)
+                self._search_space.add_distributions(trial.distributions)
+        return copy.deepcopy(self._search_space)
 
 
 class _Probe:

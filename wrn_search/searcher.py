@@ -28,6 +28,7 @@ from ray.tune.search import ConcurrencyLimiter, SearchGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from .budget import TrialBudget
+from .journal import synced_once
 from .rundir import TRIAL_LOG, EpochsSpent, RunManifest, append_jsonl, open_storage
 from .samplers import AskTellGridSampler  # noqa: F401  (grid runs pickled before it moved import it from here)
 from .recipe import CONTINUES, START_EPOCH
@@ -110,6 +111,7 @@ class StudySearcher(OptunaSearch):
         self.exhausted = isinstance(sampler, DistinctSampler) and sampler.exhausted(self.study)
         return self.exhausted
 
+    @synced_once
     def suggest(self, trial_id: str) -> dict | None:
         sampler = self.study.sampler
         with sampler.pinned(self.study) if isinstance(sampler, DistinctSampler) else nullcontext():
@@ -170,6 +172,7 @@ class StudySearcher(OptunaSearch):
         self.spent.count(trial_id, result.get("epoch"))
         super().on_trial_result(trial_id, result)  # reports intermediate values for single-objective pruning
 
+    @synced_once
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         # Tune skips on_trial_result for a trial's last result.
         self.spent.count(trial_id, (result or {}).get("epoch"))
