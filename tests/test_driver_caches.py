@@ -22,8 +22,8 @@ from optuna.trial import TrialState, create_trial
 from wrn_search import journal, samplers, schedulers
 from wrn_search.pareto import promotion_best, promotion_order, promotion_position
 from wrn_search.rundir import open_storage
-from wrn_search.samplers import (RUNG_VALUES, IncrementalGroupDecomposedSearchSpace, InternalReprCache,
-                                 RungTPESampler, rung_order, rung_split)
+from wrn_search.samplers import (RUNG_VALUES, DistinctSampler, IncrementalGroupDecomposedSearchSpace,
+                                 InternalReprCache, LatestTrials, RungTPESampler, rung_order, rung_split)
 from wrn_search.simulate import replay
 from wrn_search.space import load_space
 from wrn_search.table import load_table
@@ -179,8 +179,32 @@ def test_a_journal_decision_is_fsynced_once_and_readable_at_once(tmp_path, monke
         pass  # other storages: nothing to defer
 
 
+def test_the_latest_trials_kept_up_to_date_are_a_scan_of_the_study_at_every_suggest(tmp_path, monkeypatch):
+    checked = []
+    pinned = DistinctSampler.pinned
+
+    def checking(self, study):
+        checked.append(self.latest_trials(study) == self.latest_trials(study, but=-1))  # -1: the scan itself
+        return pinned(self, study)
+
+    monkeypatch.setattr(DistinctSampler, "pinned", checking)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trial_sequence("digits-lr", 0, 8, tmp_path / "run")
+    assert len(checked) > 50 and all(checked)
+
+
+def full_scan(self, study, key_of):
+    latest = {}
+    for trial in study._get_trials(deepcopy=False, use_cache=False):
+        key = key_of(trial)
+        if key is not None:
+            latest[key] = trial
+    return latest
+
+
 def plain_paths(monkeypatch) -> None:
     """Every speed-up replaced by the computation it stands for."""
+    monkeypatch.setattr(LatestTrials, "update", full_scan)
     monkeypatch.setattr(RungTPESampler, "_get_internal_repr", optuna.samplers.TPESampler._get_internal_repr)
     monkeypatch.setattr(IncrementalGroupDecomposedSearchSpace, "calculate", _GroupDecomposedSearchSpace.calculate)
     monkeypatch.setattr(samplers, "rung_split", lambda trials, count: (rung_order(trials)[:count],

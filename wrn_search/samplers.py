@@ -106,7 +106,11 @@ def rung_split(trials: list[FrozenTrial], count: int) -> tuple[list[FrozenTrial]
         chosen.update(members[i].number for i in picked)
         left -= len(picked)
     chosen.update(trial.number for trial in unranked[:max(left, 0)])
-    return [t for t in trials if t.number in chosen], [t for t in trials if t.number not in chosen]
+    best: list[FrozenTrial] = []
+    rest: list[FrozenTrial] = []
+    for trial in trials:
+        (best if trial.number in chosen else rest).append(trial)
+    return best, rest
 
 
 def superseded(trials: list[FrozenTrial]) -> set[int]:
@@ -150,8 +154,8 @@ class RungTPESampler(optuna.samplers.TPESampler):
         # Optuna's TPESampler._sample with the split replaced; Optuna has no hook for the split.
         states = [TrialState.COMPLETE, TrialState.PRUNED] + ([TrialState.RUNNING] if self._constant_liar else [])
         trials = study._get_trials(deepcopy=False, states=states, use_cache=not self._constant_liar)
-        continued = superseded(trials)
-        trials = [t for t in trials if t.number != trial.number and t.number not in continued]
+        continued = superseded(trials) | {trial.number}
+        trials = [t for t in trials if t.number not in continued]
         finished = [t for t in trials if t.state != TrialState.RUNNING]
         gamma = self._gamma or (default_gamma if len(study.directions) <= 1 else default_gamma_multiobjective)
         best, rest = rung_split(finished, min(gamma(len(finished)), len(finished)))  # rung_order's first n
@@ -200,13 +204,12 @@ class InternalReprCache:
             self._rows[names] = (space, rows)
         matrix = []
         for trial in trials:
-            finished = trial.state.is_finished()
-            row = rows.get(trial.number, self._ABSENT) if finished else self._ABSENT
+            row = rows.get(trial.number, self._ABSENT)  # kept only for a finished trial, which stays finished
             if row is self._ABSENT:
                 params = params_of(trial)
                 row = (tuple(distribution.to_internal_repr(params[name]) for name, distribution in space)
                        if search_space.keys() <= params.keys() else None)
-                if finished:
+                if trial.state.is_finished():
                     rows[trial.number] = row
             if row is not None:
                 matrix.append(row)
@@ -236,11 +239,50 @@ class IncrementalGroupDecomposedSearchSpace(_GroupDecomposedSearchSpace):
         elif self._study_id != study._study_id:
             raise ValueError("`_GroupDecomposedSearchSpace` cannot handle multiple studies.")
         states = (TrialState.COMPLETE, TrialState.PRUNED) if self._include_pruned else (TrialState.COMPLETE,)
-        for trial in study._get_trials(deepcopy=False, states=states, use_cache=use_cache):
-            if trial.number not in self._added:
-                self._added.add(trial.number)
-                self._search_space.add_distributions(trial.distributions)
+        trials = study._get_trials(deepcopy=False, states=states, use_cache=use_cache)
+        if len(trials) != len(self._added):  # else every one was added: they are the finished trials added before
+            for trial in trials:
+                if trial.number not in self._added:
+                    self._added.add(trial.number)
+                    self._search_space.add_distributions(trial.distributions)
         return copy.deepcopy(self._search_space)
+
+
+class LatestTrials:
+    """The newest trial of each configuration, as a scan of every trial in number order finds it, kept up to date
+    by reading only the trials that can have changed since the last call: new ones, and those not finished then
+    or not yet drawn. A finished trial never changes, and a trial's configuration never changes once drawn.
+
+    A suggest read the whole study here once (10,000 trials: about a tenth of its time).
+    """
+
+    def __init__(self):
+        self._study: tuple | None = None
+        self._latest: dict[tuple, FrozenTrial] = {}
+        self._position: dict[tuple, int] = {}  # configuration -> position of its newest trial
+        self._read = 0  # trials read so far
+        self._open: set[int] = set()  # positions to read again
+
+    def update(self, study: Study, key_of: Callable[[FrozenTrial], tuple | None]) -> dict[tuple, FrozenTrial]:
+        trials = study._get_trials(deepcopy=False, use_cache=False)
+        if self._study != (id(study._storage), study._study_id) or len(trials) < self._read:
+            self.__init__()
+            self._study = (id(study._storage), study._study_id)
+        for position in sorted(self._open.union(range(self._read, len(trials)))):
+            trial = trials[position]
+            key = key_of(trial)
+            if key is None:
+                self._open.add(position)
+                continue
+            newest = position >= self._position.get(key, -1)
+            if newest:
+                self._position[key], self._latest[key] = position, trial
+            if newest and not trial.state.is_finished():
+                self._open.add(position)
+            else:
+                self._open.discard(position)  # finished, or an older trial of its configuration: stays as it is
+        self._read = len(trials)
+        return dict(self._latest)
 
 
 class _Probe:
@@ -320,6 +362,7 @@ class DistinctSampler(optuna.samplers.BaseSampler):
         self._grid: list[dict] | None = None
         self._configurations: set[tuple] | None = None
         self._pinned: dict[tuple, FrozenTrial] | None = None
+        self._latest = LatestTrials()
         self._batches_tried = False
 
     def __getstate__(self) -> dict:
@@ -360,15 +403,22 @@ class DistinctSampler(optuna.samplers.BaseSampler):
         inside :meth:`pinned`, as the study was when the block began."""
         if self._pinned is not None:
             return self._pinned
+        if but is None:  # what the loop below gives, kept up to date (:class:`LatestTrials`)
+            return self._latest.update(study, self._trial_key)
         latest: dict[tuple, FrozenTrial] = {}
         for trial in study._get_trials(deepcopy=False, use_cache=False):
-            key = self._trial_keys.get(trial.number)
-            if key is None and "name" in trial.user_attrs:  # set once the trial's configuration is drawn
-                key = self._trial_keys[trial.number] = config_key({"name": trial.user_attrs["name"], **trial.params},
-                                                                  tuple(self.space.hyperparameters))
+            key = self._trial_key(trial)
             if key is not None and trial.number != but:
                 latest[key] = trial
         return latest
+
+    def _trial_key(self, trial: FrozenTrial) -> tuple | None:
+        """The trial's configuration, None before it is drawn."""
+        key = self._trial_keys.get(trial.number)
+        if key is None and "name" in trial.user_attrs:  # set once the trial's configuration is drawn
+            key = self._trial_keys[trial.number] = config_key({"name": trial.user_attrs["name"], **trial.params},
+                                                              tuple(self.space.hyperparameters))
+        return key
 
     @staticmethod
     def open_to(latest: dict[tuple, FrozenTrial], key: tuple) -> bool:

@@ -100,7 +100,7 @@ class StudySearcher(OptunaSearch):
 
     def _out_of_budget(self) -> bool:
         """Whether a new trial would exceed ``samples`` or the epoch budget, or every configuration was tried."""
-        asked = {trial.number for trial in self._ot_trials.values()}  # a lost trial asked again counts once
+        asked = {trial._trial_id for trial in self._ot_trials.values()}  # a lost trial asked again counts once
         return not self.budget.new_trials(len(asked), self.epochs_spent) or self._space_exhausted()
 
     def _space_exhausted(self) -> bool:
