@@ -15,15 +15,27 @@ import random
 import numpy as np
 import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.search_space.group_decomposed import _GroupDecomposedSearchSpace
 from optuna.trial import TrialState, create_trial
 
 from wrn_search import journal, samplers, schedulers
 from wrn_search.pareto import promotion_best, promotion_order, promotion_position
 from wrn_search.rundir import open_storage
-from wrn_search.samplers import (RUNG_VALUES, DistinctSampler, IncrementalGroupDecomposedSearchSpace,
-                                 InternalReprCache, LatestTrials, RungTPESampler, rung_order, rung_split)
+from wrn_search.samplers import (
+    RUNG_VALUES,
+    DistinctSampler,
+    IncrementalGroupDecomposedSearchSpace,
+    InternalReprCache,
+    LatestTrials,
+    RungTPESampler,
+    rung_order,
+    rung_split,
+)
 from wrn_search.simulate import replay
 from wrn_search.space import load_space
 from wrn_search.table import load_table
