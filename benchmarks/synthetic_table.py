@@ -15,20 +15,27 @@ from wrn_search.spaces.space import SearchSpace
 
 
 def synthetic_rows(space: SearchSpace, seeds: int) -> pd.DataFrame:
-    """Every grid config x seed x epoch: bigger nets end lower, slower; each seed adds its own noise."""
+    """Every grid config x seed x epoch: bigger nets end lower, slower; each seed adds its own noise.
+
+    Built column by column (a 100,000-configuration grid is a million rows); the values are those of the
+    row-by-row definition: ``error = floor + (0.9 - floor) * exp(-epoch / 2) + noise``, noise drawn per
+    (config index, seed)."""
     epochs = space.training.epochs
-    rows = []
-    for index, config in enumerate(space.grid_configs()):
-        floor = 0.4 / math.log10(config["params"]) + 0.05 * abs(math.log10(config.get("lr", 0.1) / 0.1))
-        for seed in range(seeds):
-            noise = np.random.default_rng([index, seed]).normal(0, 0.01, epochs)
-            for epoch in range(1, epochs + 1):
-                error = floor + (0.9 - floor) * math.exp(-epoch / 2) + noise[epoch - 1]
-                rows.append({**{k: v for k, v in config.items()}, "seed": seed, "epoch": epoch,
-                             "train_loss": 2 * error, "val_loss": 2.1 * error, "val_error": min(1.0, max(0.0, error)),
-                             "epoch_seconds": 0.01 * config["macs"] ** 0.5 * (1 + 0.1 * seed),
-                             "outcome": "completed"})
-    return pd.DataFrame.from_records(rows)
+    configs = pd.DataFrame.from_records(list(space.grid_configs()))
+    count = len(configs)
+    floor = np.array([0.4 / math.log10(config["params"]) + 0.05 * abs(math.log10(config.get("lr", 0.1) / 0.1))
+                      for config in configs.to_dict("records")], dtype=float)
+    seed = np.tile(np.repeat(np.arange(seeds), epochs), count)
+    epoch = np.tile(np.arange(1, epochs + 1), count * seeds)
+    noise = np.concatenate([np.random.default_rng([index, s]).normal(0, 0.01, epochs)
+                            for index in range(count) for s in range(seeds)]) if count else np.zeros(0)
+    rows = configs.loc[configs.index.repeat(seeds * epochs)].reset_index(drop=True)
+    floor = np.repeat(floor, seeds * epochs)
+    error = floor + (0.9 - floor) * np.array([math.exp(-e / 2) for e in range(1, epochs + 1)])[epoch - 1] + noise
+    macs = rows["macs"].to_numpy(float)
+    return rows.assign(seed=seed, epoch=epoch, train_loss=2 * error, val_loss=2.1 * error,
+                       val_error=np.clip(error, 0.0, 1.0), epoch_seconds=0.01 * macs ** 0.5 * (1 + 0.1 * seed),
+                       outcome="completed")
 
 
 def write_synthetic_table(space: SearchSpace, path: str | Path, seeds: int = 2) -> Path:

@@ -29,13 +29,22 @@ SOURCES = [ROOT / "wrn_search"]
 PRIVATE: dict[str, tuple[str, ...]] = {
     "ray.tune.search.optuna.OptunaSearch": ("_ot_study", "_ot_trials", "_completed_trials"),
     "ray.tune.search.SearchGenerator": ("_finished", "_total_samples"),
-    "optuna.Study": ("_storage", "_get_trials"),
+    "optuna.Study": ("_storage", "_get_trials", "_study_id"),
     "optuna.Trial": ("_trial_id",),
     # warmstart.py: whether a reused trial's value lies inside the new space's distribution.
     "optuna.distributions.IntDistribution": ("_contains",),
     "optuna.trial.FrozenTrial": ("_trial_id",),
     "optuna.samplers.TPESampler": ("_sample", "_constant_liar", "_gamma", "_rng.rng", "_n_ei_candidates",
-                                   "_build_parzen_estimator", "_compare", "_compute_acquisition_func"),
+                                   "_build_parzen_estimator", "_compare", "_compute_acquisition_func",
+                                   "_get_params", "_group_decomposed_search_space"),
+    # samplers.py: Optuna's group decomposition, fed each finished trial once (IncrementalGroupDecomposedSearchSpace).
+    "optuna.search_space.group_decomposed": ("_GroupDecomposedSearchSpace", "_SearchSpaceGroup"),
+    "optuna.search_space.group_decomposed._GroupDecomposedSearchSpace": ("_include_pruned", "_study_id",
+                                                                         "_search_space"),
+    # runs/journal.py: the journal file's records of one decision share one fsync (GroupCommitJournalBackend).
+    "optuna.storages.journal.JournalFileBackend": ("_file_path", "_lock"),
+    "optuna.storages.JournalStorage": ("_backend",),
+    "optuna.storages.journal._file": ("get_lock_file",),
     "optuna.samplers._tpe.sampler": ("_split_trials", "default_gamma", "default_gamma_multiobjective"),
     # search.py: Tuner.restore takes no RunConfig, so a resume's callbacks and verbosity join the restored one;
     # the watchdog gets the (restored) search algorithm from the tuner's TuneConfig.
@@ -65,6 +74,7 @@ def specimens(storage: Path) -> dict[str, object]:
     searcher = OptunaSearch(space={"x": optuna.distributions.FloatDistribution(0.0, 1.0)}, metric="loss", mode="min")
     study = optuna.create_study()
     trial = study.ask()
+    journal = optuna.storages.journal.JournalFileBackend(str(storage / "journal.log"))
     return {
         "ray.tune.search.optuna.OptunaSearch": searcher,
         "ray.tune.search.SearchGenerator": SearchGenerator(searcher),
@@ -72,7 +82,13 @@ def specimens(storage: Path) -> dict[str, object]:
         "optuna.Trial": trial,
         "optuna.distributions.IntDistribution": optuna.distributions.IntDistribution(0, 1),
         "optuna.trial.FrozenTrial": study.trials[0],
-        "optuna.samplers.TPESampler": optuna.samplers.TPESampler(),
+        "optuna.samplers.TPESampler": optuna.samplers.TPESampler(multivariate=True, group=True),
+        "optuna.search_space.group_decomposed": importlib.import_module("optuna.search_space.group_decomposed"),
+        "optuna.search_space.group_decomposed._GroupDecomposedSearchSpace":
+            importlib.import_module("optuna.search_space.group_decomposed")._GroupDecomposedSearchSpace(True),
+        "optuna.storages.journal.JournalFileBackend": journal,
+        "optuna.storages.JournalStorage": optuna.storages.JournalStorage(journal),
+        "optuna.storages.journal._file": importlib.import_module("optuna.storages.journal._file"),
         "optuna.samplers._tpe.sampler": importlib.import_module("optuna.samplers._tpe.sampler"),
         **{name: importlib.import_module(name)
            for name in ("ray._private.ray_constants", "ray._private.services", "ray._raylet", "torch.cpu")},

@@ -63,8 +63,9 @@ def _ranks_2d(values: np.ndarray) -> list[int]:
     ranks = [0] * len(values)
     smallest_y: list[float] = []  # per front; non-decreasing from front to front
     previous, previous_rank = None, 0
+    xs, ys = values[:, 0].tolist(), values[:, 1].tolist()  # Python floats: the loop runs per result at a rung
     for index in np.lexsort((values[:, 1], values[:, 0])).tolist():
-        point = (values[index, 0], values[index, 1])
+        point = (xs[index], ys[index])
         if point == previous:
             ranks[index] = previous_rank
             continue
@@ -109,6 +110,41 @@ def promotion_order(points: Sequence[Point]) -> list[int]:
     for members in fronts.values():
         crowding.update(crowding_distances(points, members))
     return sorted(range(len(points)), key=lambda i: (ranks[i], -crowding[i], *points[i], i))
+
+
+def promotion_position(points: Sequence[Point], index: int) -> int:
+    """``promotion_order(points).index(index)`` without ordering every point: the points of a lower
+    non-dominated rank plus those of ``index``'s own front that come before it (crowding distance is
+    needed in that front only). MO-ASHA asks this of each result at a rung of thousands of trials."""
+    values = np.asarray(points, dtype=float).reshape(len(points), -1)
+    if not np.isfinite(values).all():  # NaN and inf keys: keep sorted()'s own order
+        return promotion_order(points).index(index)
+    ranks = np.asarray(non_dominated_ranks(points))
+    mine = ranks[index]
+    members = np.flatnonzero(ranks == mine).tolist()
+    crowding = crowding_distances(points, members)
+    key = (-crowding[index], *points[index], index)
+    return int((ranks < mine).sum()) + sum((-crowding[i], *points[i], i) < key for i in members)
+
+
+def promotion_best(points: Sequence[Point], count: int) -> set[int]:
+    """``set(promotion_order(points)[:count])`` without ordering every point: whole fronts of the lowest
+    ranks, then the best of the front where the count ends (crowding distance is needed in that front only)."""
+    if count <= 0:
+        return set()
+    values = np.asarray(points, dtype=float).reshape(len(points), -1)
+    if count >= len(points):
+        return set(range(len(points)))
+    if not np.isfinite(values).all():  # NaN and inf keys: keep sorted()'s own order
+        return set(promotion_order(points)[:count])
+    ranks = np.asarray(non_dominated_ranks(points))
+    by_rank = np.argsort(ranks, kind="stable")
+    cut = ranks[by_rank[count - 1]]  # the front where the count ends
+    best = set(np.flatnonzero(ranks < cut).tolist())
+    members = np.flatnonzero(ranks == cut).tolist()
+    crowding = crowding_distances(points, members)
+    members.sort(key=lambda i: (-crowding[i], *points[i], i))
+    return best | set(members[:count - len(best)])
 
 
 def candidates(frame: pd.DataFrame, columns: Sequence[str], include_early_stopped: bool = False) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from wrn_search.errors import RunDamaged, first_line
 from wrn_search.runs.files import _log
+from wrn_search.runs.journal import GroupCommitJournalBackend
 from wrn_search.runs.layout import OPTUNA_STUDY_TABLE, STUDY_FILE, STUDY_JOURNAL, RunManifest
 
 
@@ -29,13 +30,12 @@ def open_storage(url: str, read_only: bool = False):
     journal = "://" not in url and url.endswith((".log", ".jsonl"))
     try:
         if journal:
-            from optuna.storages.journal import JournalFileBackend
 
             if read_only and not Path(url).is_file():
                 raise RunDamaged(f"study-storage: {url} does not exist (no study yet?)")
             if not read_only:
                 cut_torn_record(Path(url))
-            return optuna.storages.JournalStorage(JournalFileBackend(url))
+            return optuna.storages.JournalStorage(GroupCommitJournalBackend(url))  # fsynced per decision
         if not read_only:
             _check_sqlite_file(_sqlite_path(url))
         return optuna.storages.RDBStorage(_read_only_url(url) if read_only else url, skip_table_creation=read_only)

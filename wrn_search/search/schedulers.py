@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ray.tune.schedulers import FIFOScheduler, HyperBandScheduler, MedianStoppingRule, TrialScheduler
 
-from wrn_search.pareto import Point, promotion_order
+from wrn_search.pareto import Point, promotion_position
 from wrn_search.runs.files import append_jsonl, read_jsonl
 from wrn_search.runs.layout import SCHEDULER_LOG
 from wrn_search.runs.logs import SCHEDULER_SCHEMA
@@ -44,7 +44,7 @@ def promotes(candidate: int, points: Sequence[Point], reduction_factor: float) -
     those better late trials, and on the simulated benchmark it made the default search
     reach random search's front 40% later (docs/simulation.md).
     """
-    return promotion_order(points).index(candidate) < max(1, math.ceil(len(points) / reduction_factor))
+    return promotion_position(points, candidate) < max(1, math.ceil(len(points) / reduction_factor))
 
 
 def rung_milestones(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:

@@ -30,6 +30,7 @@ from ray.tune.search.optuna import OptunaSearch
 from wrn_search.compat import upgrade_searcher_state
 from wrn_search.records import FAILED_OUTCOMES, Outcome
 from wrn_search.runs.files import append_jsonl
+from wrn_search.runs.journal import synced_once
 from wrn_search.runs.layout import TRIAL_LOG, RunManifest
 from wrn_search.runs.logs import EpochsSpent
 from wrn_search.runs.storage import open_storage
@@ -111,7 +112,7 @@ class StudySearcher(OptunaSearch):
 
     def _out_of_budget(self) -> bool:
         """Whether a new trial would exceed ``samples`` or the epoch budget, or every configuration was tried."""
-        asked = {trial.number for trial in self._ot_trials.values()}  # a lost trial asked again counts once
+        asked = {trial._trial_id for trial in self._ot_trials.values()}  # a lost trial asked again counts once
         return not self.budget.new_trials(len(asked), self.epochs_spent) or self._space_exhausted()
 
     def _space_exhausted(self) -> bool:
@@ -122,6 +123,7 @@ class StudySearcher(OptunaSearch):
         self.exhausted = isinstance(sampler, DistinctSampler) and sampler.exhausted(self.study)
         return self.exhausted
 
+    @synced_once
     def suggest(self, trial_id: str) -> dict | None:
         sampler = self.study.sampler
         with sampler.pinned(self.study) if isinstance(sampler, DistinctSampler) else nullcontext():
@@ -182,6 +184,7 @@ class StudySearcher(OptunaSearch):
         self.spent.count(trial_id, result.get("epoch"))
         super().on_trial_result(trial_id, result)  # reports intermediate values for single-objective pruning
 
+    @synced_once
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         # Tune skips on_trial_result for a trial's last result.
         self.spent.count(trial_id, (result or {}).get("epoch"))
